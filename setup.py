@@ -1,0 +1,40 @@
+"""Packaging for speechbrain-trkd, a SpeechBrain plugin for triage KD."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="speechbrain-trkd",
+    version="0.1.0",
+    description=(
+        "Triage knowledge distillation (TRKD) and KD baselines for "
+        "SpeechBrain speaker-verification models"
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["speechbrain_trkd", "speechbrain_trkd.*"]),
+    install_requires=[
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+        "speechbrain>=1.1.2,<1.2",
+        "hyperpyyaml>=1.2.2",
+        "ruamel.yaml>=0.17.28,<0.19",
+        "sentencepiece",
+        "pandas",
+        "scipy",
+        "soundfile",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "ruff", "hypothesis", "yamllint"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Speech",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
