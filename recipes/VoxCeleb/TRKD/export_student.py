@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Export a trained speaker encoder as a SpeechBrain pretrained-model folder.
+
+The folder holds ``hyperparams.yaml``, ``embedding_model.ckpt``,
+``classifier.ckpt``, ``label_encoder.txt`` and a model-card ``README.md``, so
+``EncoderClassifier.from_hparams(source=folder)`` loads it directly and it is
+ready to upload to the Hugging Face Hub.
+
+To run, with the training hparams file and overrides of the run to export
+(its best checkpoint, by validation error, is exported)::
+
+    python export_student.py hparams/ecapa_to_small.yaml --data_folder=... \\
+        [--export_folder=...]
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
+HPARAMS_DIR = os.path.join(RECIPE_DIR, "hparams")
+
+
+def fill_template(template_text, values):
+    """Sets top-level scalar values of a HyperPyYAML template.
+
+    Only the lines ``key: value`` at the top level are rewritten, so the
+    template keeps its ``!ref`` structure and comments.
+
+    Arguments
+    ---------
+    template_text : str
+        The template's text.
+    values : dict
+        Top-level keys to set, with YAML-serialisable values.
+
+    Returns
+    -------
+    str
+        The filled-in text.
+
+    Example
+    -------
+    >>> fill_template("a: 1\\nb: !PLACEHOLDER\\n", {"b": [1, 2]})
+    'a: 1\\nb: [1, 2]\\n'
+    """
+    for key, value in values.items():
+        pattern = re.compile(rf"^{re.escape(key)}:.*$", re.MULTILINE)
+        if not pattern.search(template_text):
+            raise KeyError(f"the inference template has no top-level '{key}'")
+        text = json.dumps(value) if not isinstance(value, str) else value
+        template_text = pattern.sub(f"{key}: {text}", template_text, count=1)
+    return template_text
+
+
+def model_card(info):
+    """Writes the text of a Hub model card for an exported encoder.
+
+    Arguments
+    ---------
+    info : dict
+        ``title``, ``description`` and optionally ``parameters`` (count),
+        ``metrics`` (a mapping shown as a table) and ``training`` (a mapping
+        of training facts).
+
+    Returns
+    -------
+    str
+        Markdown with a YAML front matter for the Hub.
+
+    Example
+    -------
+    >>> card = model_card({"title": "ECAPA-512", "description": "A test."})
+    >>> card.splitlines()[0], "EncoderClassifier" in card
+    ('---', True)
+    """
+    lines = [
+        "---",
+        "language: en",
+        "license: apache-2.0",
+        "library_name: speechbrain",
+        "tags: [speaker-verification, speaker-embeddings, "
+        "knowledge-distillation, speechbrain-trkd]",
+        "---",
+        "",
+        f"# {info['title']}",
+        "",
+        info["description"],
+        "",
+    ]
+    if "parameters" in info:
+        lines += [f"Embedding model: {info['parameters']:,} parameters.", ""]
+    for section in ("training", "metrics"):
+        if info.get(section):
+            lines += [f"## {section.capitalize()}", "", "| | |", "|---|---|"]
+            lines += [f"| {k} | {v} |" for k, v in info[section].items()]
+            lines.append("")
+    lines += [
+        "## Usage",
+        "",
+        "```python",
+        "from speechbrain.inference.speaker import EncoderClassifier",
+        "",
+        "encoder = EncoderClassifier.from_hparams(source='<this folder or "
+        "Hub id>')",
+        "embeddings = encoder.encode_batch(wavs)  # [batch, time], 16 kHz",
+        "```",
+        "",
+        "`hyperparams.yaml` sets `pretrained_path` to the folder it was "
+        "exported to; after uploading, load with "
+        "`overrides={'pretrained_path': '<hub id>'}` or edit that line.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_model(
+    embedding_model,
+    classifier,
+    label_encoder_file,
+    inference_hparams,
+    inference_values,
+    export_folder,
+    card_info,
+):
+    """Writes a pretrained-model folder that ``EncoderClassifier`` loads.
+
+    Arguments
+    ---------
+    embedding_model : torch.nn.Module
+        The trained speaker encoder.
+    classifier : torch.nn.Module
+        Its classification head.
+    label_encoder_file : str
+        The ``label_encoder.txt`` of the training run.
+    inference_hparams : str
+        The inference template (see ``hparams/inference``); a relative
+        path is taken from the recipe's ``hparams`` folder.
+    inference_values : dict
+        Top-level template values (architecture sizes).
+    export_folder : str
+        Where to write; created if needed, files replaced atomically.
+    card_info : dict
+        Passed to ``model_card``; ``parameters`` is filled in.
+
+    Returns
+    -------
+    str
+        The absolute export folder.
+    """
+    export_folder = os.path.abspath(export_folder)
+    os.makedirs(export_folder, exist_ok=True)
+    if not os.path.isabs(inference_hparams):
+        inference_hparams = os.path.join(HPARAMS_DIR, inference_hparams)
+    with open(inference_hparams, encoding="utf-8") as fin:
+        template = fin.read()
+    values = dict(inference_values, pretrained_path=export_folder)
+    files = {
+        "hyperparams.yaml": fill_template(template, values),
+        "README.md": model_card(
+            dict(
+                card_info,
+                parameters=sum(p.numel() for p in embedding_model.parameters()),
+            )
+        ),
+    }
+    for name, text in files.items():
+        atomic_write(os.path.join(export_folder, name), text.encode())
+    for name, module in (
+        ("embedding_model.ckpt", embedding_model),
+        ("classifier.ckpt", classifier),
+    ):
+        tmp = os.path.join(export_folder, name + ".tmp")
+        torch.save(module.state_dict(), tmp)
+        os.replace(tmp, os.path.join(export_folder, name))
+    tmp = os.path.join(export_folder, "label_encoder.txt.tmp")
+    shutil.copyfile(label_encoder_file, tmp)
+    os.replace(tmp, os.path.join(export_folder, "label_encoder.txt"))
+    return export_folder
+
+
+def atomic_write(path, data):
+    """Writes bytes to ``path`` through a temporary file and a rename.
+
+    Arguments
+    ---------
+    path : str
+        Destination file.
+    data : bytes
+        Content.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.txt")
+    >>> atomic_write(path, b"hi")
+    >>> open(path).read()
+    'hi'
+    """
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fout:
+        fout.write(data)
+    os.replace(tmp, path)
+
+
+def export_from_hparams(hparams, card_info=None):
+    """Exports the best checkpoint of a training run described by hparams.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded training hyperparameters (``checkpointer``,
+        ``embedding_model``, ``classifier``, ``save_folder``,
+        ``inference_hparams``, ``inference_overrides``, ``export_folder``).
+    card_info : dict, optional
+        Extra model-card facts (e.g. metrics).
+
+    Returns
+    -------
+    str
+        The export folder.
+    """
+    checkpoint = hparams["checkpointer"].recover_if_possible(
+        min_key="ErrorRate"
+    )
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {hparams['save_folder']}: train first "
+            "with the same hparams and overrides"
+        )
+    info = {
+        "title": f"Distilled speaker encoder ({hparams.get('student_name')})",
+        "description": (
+            "A speaker-embedding model trained with speechbrain-trkd, "
+            f"KD method `{hparams.get('kd_method')}` from teacher "
+            f"`{hparams.get('teacher_source')}`."
+        ),
+        "training": {
+            "kd_method": hparams.get("kd_method"),
+            "teacher": hparams.get("teacher_source"),
+            "epochs": hparams.get("number_of_epochs"),
+            "data": hparams.get("data_folder"),
+            "checkpoint": os.path.basename(str(checkpoint.path)),
+        },
+    }
+    info.update(card_info or {})
+    return export_model(
+        hparams["embedding_model"],
+        hparams["classifier"],
+        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+        hparams["inference_hparams"],
+        hparams["inference_overrides"],
+        hparams["export_folder"],
+        info,
+    )
+
+
+if __name__ == "__main__":
+    hparams_file, _, overrides = sb.parse_arguments(sys.argv[1:])
+    with open(hparams_file, encoding="utf-8") as fin:
+        loaded = load_hyperpyyaml(fin, overrides)
+    print(export_from_hparams(loaded))
