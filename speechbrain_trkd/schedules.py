@@ -1,0 +1,671 @@
+"""Curricula for the TRKD cutoff tau, evaluated once per optimizer step.
+
+Every schedule is a pure function of the optimizer step count: the only state
+a schedule holds is its configuration and the number of optimizer steps in one
+epoch. Resuming a run from a checkpoint, even in the middle of an epoch, thus
+continues the curve exactly, provided the step count is restored (SpeechBrain's
+``Brain`` checkpoints ``optimizer_step``).
+
+Boundaries (start, stop, milestones) are given in epochs, possibly fractional.
+They are converted to optimizer steps with ``set_steps_per_epoch``, which
+``DistillationBrain.fit`` calls with the length of the training loader. A step
+``s`` lies ``s / steps_per_epoch`` epochs into training, so ``start_epoch=10``
+means that tau starts moving once ten full epochs are done.
+
+Authors
+ * speechbrain-trkd contributors
+"""
+
+import abc
+import math
+import operator
+
+
+def _check_finite(name, value):
+    """Returns ``value`` as a float, raising if it is not a finite number.
+
+    Arguments
+    ---------
+    name : str
+        Name of the argument, used in the error message.
+    value : float
+        The value to check.
+
+    Returns
+    -------
+    float
+        The value converted to float.
+
+    Example
+    -------
+    >>> _check_finite("tau_init", 1)
+    1.0
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a number, got {value!r}") from err
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _check_epoch_window(start_epoch, stop_epoch):
+    """Validates a ``[start_epoch, stop_epoch]`` window.
+
+    Arguments
+    ---------
+    start_epoch : float
+        Epoch at which the schedule starts moving (>= 0).
+    stop_epoch : float
+        Epoch at which the schedule reaches its final value (> start_epoch).
+
+    Returns
+    -------
+    tuple of float
+        The validated ``(start_epoch, stop_epoch)``.
+
+    Example
+    -------
+    >>> _check_epoch_window(10, 60)
+    (10.0, 60.0)
+    """
+    start_epoch = _check_finite("start_epoch", start_epoch)
+    stop_epoch = _check_finite("stop_epoch", stop_epoch)
+    if start_epoch < 0:
+        raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+    if stop_epoch <= start_epoch:
+        raise ValueError(
+            f"stop_epoch ({stop_epoch}) must be larger than start_epoch "
+            f"({start_epoch})"
+        )
+    return start_epoch, stop_epoch
+
+
+class TauSchedule(abc.ABC):
+    """Base class of the tau curricula: maps an optimizer step to tau.
+
+    Subclasses implement ``value(step)``; calling the schedule validates the
+    step and returns ``value(step)`` as a Python float.
+
+    Arguments
+    ---------
+    steps_per_epoch : int, optional
+        Number of optimizer steps in one epoch. Usually left out and set later
+        by ``DistillationBrain.fit`` through ``set_steps_per_epoch``.
+
+    Example
+    -------
+    >>> class HalfEveryEpoch(TauSchedule):
+    ...     def value(self, step):
+    ...         return 0.5 ** (step / self.steps_per_epoch)
+    >>> schedule = HalfEveryEpoch(steps_per_epoch=4)
+    >>> schedule(8)
+    0.25
+    """
+
+    def __init__(self, steps_per_epoch=None):
+        self._steps_per_epoch = None
+        if steps_per_epoch is not None:
+            self.set_steps_per_epoch(steps_per_epoch)
+
+    @property
+    def steps_per_epoch(self):
+        """Number of optimizer steps per epoch, ``None`` until it is set.
+
+        Example
+        -------
+        >>> ConstantTauSchedule(0.5).steps_per_epoch is None
+        True
+        """
+        return self._steps_per_epoch
+
+    def set_steps_per_epoch(self, steps_per_epoch):
+        """Sets the number of optimizer steps in one epoch.
+
+        Arguments
+        ---------
+        steps_per_epoch : int
+            A positive integer, e.g. the number of batches of the training
+            loader divided by the gradient accumulation factor.
+
+        Example
+        -------
+        >>> schedule = LinearTauSchedule(1.0, 0.0, start_epoch=0, stop_epoch=2)
+        >>> schedule.set_steps_per_epoch(10)
+        >>> schedule(10)
+        0.5
+        """
+        if isinstance(steps_per_epoch, bool):
+            raise TypeError("steps_per_epoch must be an integer, got a bool")
+        try:
+            count = operator.index(steps_per_epoch)
+        except TypeError as err:
+            raise TypeError(
+                f"steps_per_epoch must be an integer, got {steps_per_epoch!r}"
+            ) from err
+        if count < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {count}")
+        self._steps_per_epoch = count
+
+    def epoch_to_step(self, epoch):
+        """Converts a (fractional) epoch count into optimizer steps.
+
+        Arguments
+        ---------
+        epoch : float
+            Number of epochs.
+
+        Returns
+        -------
+        float
+            ``epoch * steps_per_epoch`` (not rounded).
+
+        Example
+        -------
+        >>> ConstantTauSchedule(1.0, steps_per_epoch=100).epoch_to_step(2.5)
+        250.0
+        """
+        if self._steps_per_epoch is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: steps_per_epoch is not set; call "
+                "set_steps_per_epoch(n) first (DistillationBrain.fit does it "
+                "from the length of the training loader)"
+            )
+        return float(epoch) * self._steps_per_epoch
+
+    @abc.abstractmethod
+    def value(self, step):
+        """Returns tau after ``step`` optimizer steps (no validation).
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done so far (>= 0).
+
+        Returns
+        -------
+        float
+            The value of tau.
+
+        Example
+        -------
+        >>> LinearTauSchedule(1.0, 0.0, 0, 1, steps_per_epoch=4).value(1)
+        0.75
+        """
+
+    def __call__(self, step):
+        """Returns tau after ``step`` optimizer steps.
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done so far (a non-negative integer).
+
+        Returns
+        -------
+        float
+            The value of tau.
+
+        Example
+        -------
+        >>> schedule = CosineTauSchedule(1.0, 0.0, 0, 1, steps_per_epoch=2)
+        >>> round(schedule(1), 6)
+        0.5
+        """
+        if isinstance(step, bool):
+            raise TypeError("step must be an integer, got a bool")
+        try:
+            step = operator.index(step)
+        except TypeError as err:
+            raise TypeError(f"step must be an integer, got {step!r}") from err
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        return float(self.value(step))
+
+
+class _WindowTauSchedule(TauSchedule):
+    """Shared logic of schedules moving from tau_init to tau_final in a window.
+
+    The schedule holds ``tau_init`` before ``start_epoch``, ``tau_final`` from
+    ``stop_epoch`` on, and ``interpolate(r)`` in between, where ``r`` in
+    ``[0, 1)`` is the fraction of the window elapsed.
+
+    Arguments
+    ---------
+    tau_init : float
+        Value before the window.
+    tau_final : float
+        Value after the window.
+    start_epoch : float
+        Start of the window, in epochs.
+    stop_epoch : float
+        End of the window, in epochs.
+    steps_per_epoch : int, optional
+        Optimizer steps per epoch (see ``TauSchedule``).
+
+    Example
+    -------
+    >>> schedule = LinearTauSchedule(1.0, 0.0, 1, 3, steps_per_epoch=1)
+    >>> [schedule(s) for s in range(5)]
+    [1.0, 1.0, 0.5, 0.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        tau_init,
+        tau_final,
+        start_epoch,
+        stop_epoch,
+        steps_per_epoch=None,
+    ):
+        super().__init__(steps_per_epoch)
+        self.tau_init = _check_finite("tau_init", tau_init)
+        self.tau_final = _check_finite("tau_final", tau_final)
+        self.start_epoch, self.stop_epoch = _check_epoch_window(
+            start_epoch, stop_epoch
+        )
+
+    def progress(self, step):
+        """Fraction of the window elapsed after ``step`` optimizer steps.
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done so far.
+
+        Returns
+        -------
+        float
+            0 before the window, 1 after it, linear in between.
+
+        Example
+        -------
+        >>> LinearTauSchedule(1, 0, 2, 4, steps_per_epoch=10).progress(30)
+        0.5
+        """
+        start = self.epoch_to_step(self.start_epoch)
+        stop = self.epoch_to_step(self.stop_epoch)
+        if step < start:
+            return 0.0
+        if step >= stop:
+            return 1.0
+        return (step - start) / (stop - start)
+
+    @abc.abstractmethod
+    def interpolate(self, fraction):
+        """Value of tau a given fraction of the way through the window.
+
+        Arguments
+        ---------
+        fraction : float
+            Fraction of the window elapsed, in ``[0, 1)``.
+
+        Returns
+        -------
+        float
+            The value of tau.
+
+        Example
+        -------
+        >>> LinearTauSchedule(1.0, 0.0, 0, 1).interpolate(0.25)
+        0.75
+        """
+
+    def value(self, step):
+        """Returns tau after ``step`` optimizer steps.
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done so far.
+
+        Returns
+        -------
+        float
+            ``tau_init`` before the window, ``tau_final`` from its end on,
+            ``interpolate(progress)`` inside it.
+
+        Example
+        -------
+        >>> LinearTauSchedule(1.0, 0.0, 0, 1, steps_per_epoch=4).value(4)
+        0.0
+        """
+        fraction = self.progress(step)
+        if fraction <= 0.0:
+            return self.tau_init
+        if fraction >= 1.0:
+            return self.tau_final
+        return self.interpolate(fraction)
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(tau_init={self.tau_init}, "
+            f"tau_final={self.tau_final}, start_epoch={self.start_epoch}, "
+            f"stop_epoch={self.stop_epoch}, "
+            f"steps_per_epoch={self.steps_per_epoch})"
+        )
+
+
+class ExponentialTauSchedule(_WindowTauSchedule):
+    """The TRKD curriculum: an exponential approach from tau_init to tau_final.
+
+    With ``r`` the fraction of the ``[start_epoch, stop_epoch)`` window that
+    has elapsed, tau is ``tau_init + (tau_final - tau_init) * (1 - gamma**r)``.
+    Before the window tau is ``tau_init``; from ``stop_epoch`` on it is
+    ``tau_final``. Just before the stop the curve is ``gamma * (tau_init -
+    tau_final)`` away from ``tau_final`` (about 1e-3 with the defaults), so
+    the final switch is a small step. A small ``gamma`` front-loads the decay.
+
+    Arguments
+    ---------
+    tau_init : float
+        Value of tau before ``start_epoch``.
+    tau_final : float
+        Value of tau from ``stop_epoch`` on.
+    gamma : float
+        Shape of the curve, in ``(0, 1)``; smaller is faster early on.
+    start_epoch : float
+        Epoch at which tau starts moving.
+    stop_epoch : float
+        Epoch from which tau equals ``tau_final``.
+    steps_per_epoch : int, optional
+        Optimizer steps per epoch (see ``TauSchedule``).
+
+    Example
+    -------
+    >>> schedule = ExponentialTauSchedule(steps_per_epoch=100)
+    >>> schedule(0), schedule(1000), schedule(6000)
+    (1.0, 1.0, 0.05)
+    >>> round(schedule(3500), 4)  # halfway: 1 - 0.95 * (1 - 1e-3 ** 0.5)
+    0.08
+    """
+
+    def __init__(
+        self,
+        tau_init=1.0,
+        tau_final=0.05,
+        gamma=1e-3,
+        start_epoch=10,
+        stop_epoch=60,
+        steps_per_epoch=None,
+    ):
+        super().__init__(
+            tau_init, tau_final, start_epoch, stop_epoch, steps_per_epoch
+        )
+        self.gamma = _check_finite("gamma", gamma)
+        if not 0.0 < self.gamma < 1.0:
+            raise ValueError(f"gamma must lie in (0, 1), got {self.gamma}")
+
+    def interpolate(self, fraction):
+        """Value of tau a given fraction of the way through the window.
+
+        Arguments
+        ---------
+        fraction : float
+            Fraction of the window elapsed, in ``[0, 1)``.
+
+        Returns
+        -------
+        float
+            ``tau_init + (tau_final - tau_init) * (1 - gamma**fraction)``.
+
+        Example
+        -------
+        >>> ExponentialTauSchedule(1.0, 0.0, gamma=0.25).interpolate(0.5)
+        0.5
+        """
+        decay = 1.0 - self.gamma**fraction
+        return self.tau_init + (self.tau_final - self.tau_init) * decay
+
+    def __repr__(self):
+        return super().__repr__()[:-1] + f", gamma={self.gamma})"
+
+
+class LinearTauSchedule(_WindowTauSchedule):
+    """Linear interpolation from tau_init to tau_final.
+
+    Arguments
+    ---------
+    tau_init : float
+        Value of tau before ``start_epoch``.
+    tau_final : float
+        Value of tau from ``stop_epoch`` on.
+    start_epoch : float
+        Epoch at which tau starts moving.
+    stop_epoch : float
+        Epoch from which tau equals ``tau_final``.
+    steps_per_epoch : int, optional
+        Optimizer steps per epoch (see ``TauSchedule``).
+
+    Example
+    -------
+    >>> schedule = LinearTauSchedule(1.0, 0.2, 1, 3, steps_per_epoch=10)
+    >>> schedule(5), round(schedule(20), 6), schedule(40)
+    (1.0, 0.6, 0.2)
+    """
+
+    def __init__(
+        self,
+        tau_init=1.0,
+        tau_final=0.05,
+        start_epoch=10,
+        stop_epoch=60,
+        steps_per_epoch=None,
+    ):
+        super().__init__(
+            tau_init, tau_final, start_epoch, stop_epoch, steps_per_epoch
+        )
+
+    def interpolate(self, fraction):
+        """Value of tau a given fraction of the way through the window.
+
+        Arguments
+        ---------
+        fraction : float
+            Fraction of the window elapsed, in ``[0, 1)``.
+
+        Returns
+        -------
+        float
+            ``tau_init + (tau_final - tau_init) * fraction``.
+
+        Example
+        -------
+        >>> LinearTauSchedule(1.0, 0.0).interpolate(0.5)
+        0.5
+        """
+        return self.tau_init + (self.tau_final - self.tau_init) * fraction
+
+
+class CosineTauSchedule(_WindowTauSchedule):
+    """Half-cosine interpolation from tau_init to tau_final.
+
+    Inside the window tau is
+    ``tau_final + (tau_init - tau_final) * (1 + cos(pi * r)) / 2``.
+
+    Arguments
+    ---------
+    tau_init : float
+        Value of tau before ``start_epoch``.
+    tau_final : float
+        Value of tau from ``stop_epoch`` on.
+    start_epoch : float
+        Epoch at which tau starts moving.
+    stop_epoch : float
+        Epoch from which tau equals ``tau_final``.
+    steps_per_epoch : int, optional
+        Optimizer steps per epoch (see ``TauSchedule``).
+
+    Example
+    -------
+    >>> schedule = CosineTauSchedule(1.0, 0.0, 0, 2, steps_per_epoch=2)
+    >>> [round(schedule(s), 4) for s in range(5)]
+    [1.0, 0.8536, 0.5, 0.1464, 0.0]
+    """
+
+    def __init__(
+        self,
+        tau_init=1.0,
+        tau_final=0.05,
+        start_epoch=10,
+        stop_epoch=60,
+        steps_per_epoch=None,
+    ):
+        super().__init__(
+            tau_init, tau_final, start_epoch, stop_epoch, steps_per_epoch
+        )
+
+    def interpolate(self, fraction):
+        """Value of tau a given fraction of the way through the window.
+
+        Arguments
+        ---------
+        fraction : float
+            Fraction of the window elapsed, in ``[0, 1)``.
+
+        Returns
+        -------
+        float
+            The half-cosine interpolation between tau_init and tau_final.
+
+        Example
+        -------
+        >>> CosineTauSchedule(1.0, 0.0).interpolate(0.5)
+        0.5
+        """
+        weight = 0.5 * (1.0 + math.cos(math.pi * fraction))
+        return self.tau_final + (self.tau_init - self.tau_final) * weight
+
+
+class StepTauSchedule(TauSchedule):
+    """Piecewise-constant tau that jumps at given epochs.
+
+    tau is ``tau_init`` before the first milestone and ``values[i]`` from
+    ``milestones[i]`` until the next milestone.
+
+    Arguments
+    ---------
+    milestones : list of float
+        Strictly increasing epochs (>= 0) at which tau changes.
+    values : list of float
+        The value of tau from each milestone on (same length as milestones).
+    tau_init : float
+        The value of tau before the first milestone.
+    steps_per_epoch : int, optional
+        Optimizer steps per epoch (see ``TauSchedule``).
+
+    Example
+    -------
+    >>> schedule = StepTauSchedule([1, 2.5], [0.5, 0.1], steps_per_epoch=2)
+    >>> [schedule(s) for s in range(7)]
+    [1.0, 1.0, 0.5, 0.5, 0.5, 0.1, 0.1]
+    """
+
+    def __init__(self, milestones, values, tau_init=1.0, steps_per_epoch=None):
+        super().__init__(steps_per_epoch)
+        milestones = [
+            _check_finite(f"milestones[{i}]", m)
+            for i, m in enumerate(milestones)
+        ]
+        values = [
+            _check_finite(f"values[{i}]", v) for i, v in enumerate(values)
+        ]
+        if not milestones:
+            raise ValueError("StepTauSchedule needs at least one milestone")
+        if len(milestones) != len(values):
+            raise ValueError(
+                f"StepTauSchedule got {len(milestones)} milestones but "
+                f"{len(values)} values; give one value per milestone"
+            )
+        if milestones[0] < 0:
+            raise ValueError(f"milestones must be >= 0, got {milestones[0]}")
+        for i in range(1, len(milestones)):
+            if milestones[i] <= milestones[i - 1]:
+                raise ValueError(
+                    "milestones must be strictly increasing, got "
+                    f"{milestones[i - 1]} then {milestones[i]} at index {i}"
+                )
+        self.milestones = milestones
+        self.values = values
+        self.tau_init = _check_finite("tau_init", tau_init)
+
+    def value(self, step):
+        """Returns tau after ``step`` optimizer steps.
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done so far.
+
+        Returns
+        -------
+        float
+            The value of the last milestone reached, else ``tau_init``.
+
+        Example
+        -------
+        >>> StepTauSchedule([1], [0.2], steps_per_epoch=3).value(3)
+        0.2
+        """
+        tau = self.tau_init
+        for milestone, value in zip(self.milestones, self.values, strict=True):
+            if step < self.epoch_to_step(milestone):
+                break
+            tau = value
+        return tau
+
+    def __repr__(self):
+        return (
+            f"StepTauSchedule(milestones={self.milestones}, "
+            f"values={self.values}, tau_init={self.tau_init}, "
+            f"steps_per_epoch={self.steps_per_epoch})"
+        )
+
+
+class ConstantTauSchedule(TauSchedule):
+    """A fixed tau (no curriculum), e.g. for ablations.
+
+    It does not depend on the epoch length, so it works before
+    ``set_steps_per_epoch`` is called.
+
+    Arguments
+    ---------
+    tau : float
+        The value returned at every step.
+    steps_per_epoch : int, optional
+        Accepted for interface symmetry; unused.
+
+    Example
+    -------
+    >>> schedule = ConstantTauSchedule(0.3)
+    >>> schedule(0), schedule(10**6)
+    (0.3, 0.3)
+    """
+
+    def __init__(self, tau=1.0, steps_per_epoch=None):
+        super().__init__(steps_per_epoch)
+        self.tau = _check_finite("tau", tau)
+
+    def value(self, step):
+        """Returns the constant tau.
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done so far (ignored).
+
+        Returns
+        -------
+        float
+            The configured tau.
+
+        Example
+        -------
+        >>> ConstantTauSchedule(0.7).value(5)
+        0.7
+        """
+        return self.tau
+
+    def __repr__(self):
+        return f"ConstantTauSchedule(tau={self.tau})"
