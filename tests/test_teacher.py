@@ -1,0 +1,189 @@
+"""Tests of FrozenTeacher and class_index_map (speechbrain_trkd.teacher)."""
+
+import pathlib
+
+import pytest
+import torch
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.lobes.features import Fbank
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+from speechbrain.processing.features import InputNormalization
+
+from speechbrain_trkd.teacher import FrozenTeacher, class_index_map
+
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+HUB_TEACHER = SHARED / "models" / "spkrec-ecapa-voxceleb"
+
+
+def tiny_teacher(n_classes=6, n_mels=20):
+    torch.manual_seed(0)
+    return FrozenTeacher(
+        Fbank(n_mels=n_mels),
+        InputNormalization(norm_type="sentence", std_norm=False),
+        ECAPA_TDNN(n_mels, channels=[16, 16, 16, 16, 48], lin_neurons=24),
+        Classifier(24, out_neurons=n_classes),
+    )
+
+
+def encoder(labels):
+    enc = CategoricalEncoder()
+    enc.update_from_iterable(labels)
+    return enc
+
+
+def test_teacher_is_frozen_and_stays_in_eval_mode():
+    teacher = tiny_teacher()
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert not teacher.training
+    teacher.train()
+    teacher.train(True)
+    torch.nn.ModuleDict({"t": teacher}).train()  # as Brain.fit does
+    assert not any(m.training for m in teacher.modules())
+    wavs = torch.randn(2, 4000, requires_grad=True)
+    emb, cosine = teacher(wavs, torch.tensor([1.0, 0.6]))
+    assert not emb.requires_grad and not cosine.requires_grad
+    assert emb.shape == (2, 1, 24) and cosine.shape == (2, 1, 6)
+
+
+def test_outputs_do_not_depend_on_train_calls():
+    """Eval mode persists: BatchNorm uses running stats, not batch stats."""
+    teacher = tiny_teacher()
+    wavs = torch.randn(3, 4000)
+    _, before = teacher(wavs)
+    teacher.train()
+    _, after = teacher(wavs)
+    _, single = teacher(wavs[:1])  # batch statistics would change this
+    assert torch.equal(before, after)
+    assert torch.allclose(single[0], before[0], atol=1e-5)
+
+
+def test_class_index_selects_columns_in_student_order():
+    teacher = tiny_teacher(n_classes=6)
+    wavs = torch.randn(2, 4000)
+    _, full = teacher(wavs)
+    t_enc = encoder(["a", "b", "c", "d", "e", "f"])
+    s_enc = encoder(["e", "a", "c"])
+    idx = class_index_map(t_enc, s_enc)
+    assert idx.dtype == torch.long
+    assert idx.tolist() == [4, 0, 2]
+    teacher.set_class_index(idx)
+    assert teacher.num_classes == 3 and teacher.num_teacher_classes == 6
+    _, aligned = teacher(wavs)
+    assert torch.equal(aligned, full[..., [4, 0, 2]])
+    teacher.set_class_index(None)
+    _, again = teacher(wavs)
+    assert torch.equal(again, full)
+
+
+def test_class_index_is_a_buffer_that_moves_with_the_module():
+    teacher = tiny_teacher()
+    teacher.set_class_index([1, 3])
+    assert "class_index" in dict(teacher.named_buffers())
+    assert "class_index" not in teacher.state_dict()  # never checkpointed
+    moved = teacher.to(torch.float64)
+    assert moved.class_index.dtype == torch.long  # ints are not cast
+    assert moved.class_index.device == next(teacher.parameters()).device
+
+
+def test_missing_student_speakers_are_named():
+    t_enc = encoder(["id1", "id2", "id3"])
+    s_enc = encoder(["id2"] + [f"new{i}" for i in range(7)])
+    with pytest.raises(ValueError) as info:
+        class_index_map(t_enc, s_enc)
+    message = str(info.value)
+    assert "7 of the student's 8 speakers" in message
+    for i in range(5):
+        assert f"'new{i}'" in message
+    assert "'new6'" not in message and "..." in message
+
+
+def test_student_encoder_must_be_contiguous_and_non_empty():
+    t_enc = encoder(["a", "b"])
+    with pytest.raises(ValueError, match="empty"):
+        class_index_map(t_enc, CategoricalEncoder())
+    gappy = CategoricalEncoder()
+    gappy.insert_label("a", 0)
+    gappy.insert_label("b", 2)
+    with pytest.raises(ValueError, match="without gaps"):
+        class_index_map(t_enc, gappy)
+
+
+@pytest.mark.parametrize(
+    "index, error, message",
+    [
+        ([0, 6], ValueError, "teacher class 6"),
+        ([-1], ValueError, "negative"),
+        ([1, 1], ValueError, "same teacher class"),
+        ([[0, 1]], ValueError, "1-D"),
+        ([], ValueError, "non-empty"),
+        ([0.0, 1.0], TypeError, "integers"),
+    ],
+)
+def test_bad_class_index_is_rejected(index, error, message):
+    teacher = tiny_teacher(n_classes=6)
+    with pytest.raises(error, match=message):
+        teacher.set_class_index(torch.tensor(index))
+
+
+def test_rejects_non_batch_waveforms():
+    with pytest.raises(ValueError, match=r"\[batch, time\]"):
+        tiny_teacher()(torch.randn(4000))
+
+
+@pytest.mark.skipif(
+    not HUB_TEACHER.is_dir(),
+    reason=f"real SpeechBrain ECAPA teacher not found at {HUB_TEACHER}",
+)
+def test_real_hub_teacher(tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.utils.parameter_transfer import Pretrainer
+
+    with open(HUB_TEACHER / "hyperparams.yaml", encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(
+            fin, overrides={"pretrained_path": str(HUB_TEACHER)}
+        )
+    label_encoder = hparams["label_encoder"]
+    pretrainer = Pretrainer(
+        collect_in=tmp_path / "collected",
+        loadables={
+            "embedding_model": hparams["embedding_model"],
+            "classifier": hparams["classifier"],
+            "label_encoder": label_encoder,
+        },
+        paths={
+            "embedding_model": str(HUB_TEACHER / "embedding_model.ckpt"),
+            "classifier": str(HUB_TEACHER / "classifier.ckpt"),
+            "label_encoder": str(HUB_TEACHER / "label_encoder.txt"),
+        },
+    )
+    pretrainer.collect_files()
+    pretrainer.load_collected()
+    teacher = FrozenTeacher(
+        hparams["compute_features"],
+        hparams["mean_var_norm"],
+        hparams["embedding_model"],
+        hparams["classifier"],
+    )
+    assert teacher.num_teacher_classes == 7205
+    assert len(label_encoder) == 7205
+    torch.manual_seed(0)
+    wavs = 0.1 * torch.randn(2, 16000)
+    lens = torch.tensor([1.0, 0.5])
+    emb, cosine = teacher(wavs, lens)
+    assert emb.shape == (2, 1, 192)
+    assert cosine.shape == (2, 1, 7205)
+    assert torch.isfinite(cosine).all() and cosine.abs().max() <= 1.0 + 1e-5
+    # The weights are the pretrained ones, not a random initialisation.
+    saved = torch.load(HUB_TEACHER / "classifier.ckpt", map_location="cpu")
+    assert torch.equal(saved["weight"], teacher.classifier.weight)
+
+    labels = [label_encoder.ind2lab[i] for i in (7204, 3, 1500)]
+    student_enc = encoder(labels)
+    idx = class_index_map(label_encoder, student_enc)
+    assert idx.tolist() == [7204, 3, 1500]
+    teacher.set_class_index(idx)
+    _, aligned = teacher(wavs, lens)
+    assert aligned.shape == (2, 1, 3)
+    assert torch.allclose(aligned, cosine[..., [7204, 3, 1500]], atol=1e-6)
+    with pytest.raises(ValueError, match="'not_a_voxceleb_id'"):
+        class_index_map(label_encoder, encoder(["not_a_voxceleb_id"]))
