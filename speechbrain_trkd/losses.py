@@ -619,7 +619,9 @@ def gkd_loss(
     the official ones; hcm_n was set there for 85,742 training identities,
     so scale it to the number of speakers (``hcm_n >= C`` makes P all
     classes, Binary-KD zero and the loss ``beta`` times :func:`kd_loss`).
-    The ranking is a stable sort, ties going to the lower class index.
+    The ranking is a stable sort, ties going to the lower class index. (The
+    repository's ``gkd_adaptive.py`` also sizes P per batch from a
+    cumulative-probability rate; that variant is not implemented here.)
 
     Arguments
     ---------
