@@ -15,6 +15,17 @@ SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 HUB_TEACHER = SHARED / "models" / "spkrec-ecapa-voxceleb"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run torch single-threaded: these models are tiny, and on a shared
+    machine OpenMP threads spinning for busy cores cost far more than they
+    bring."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_teacher(n_classes=6, n_mels=20):
     torch.manual_seed(0)
     return FrozenTeacher(
