@@ -40,7 +40,7 @@ STUDENT_MODULES = (
     "embedding_model",
     "classifier",
 )
-REQUIRED_HPARAMS = ("teacher", "kd_loss", "compute_cost", "kd_weight")
+REQUIRED_HPARAMS = ("kd_loss", "compute_cost", "kd_weight")
 
 
 def cosine_logits(cosine, targets, scale=30.0, margin=0.0):
@@ -248,18 +248,20 @@ class EpochAverages:
 class DistillationBrain(sb.core.Brain):
     """Trains a student speaker model with a frozen teacher's guidance.
 
-    Required hparams: ``teacher`` (``FrozenTeacher``, its output aligned to
-    the student's classes), ``kd_loss`` (``DistillationLoss``; may instead be
-    put in ``modules`` if it has trainable parameters), ``compute_cost``
-    (student loss called as ``compute_cost(cosine, targets, lens)``) and
-    ``kd_weight``. Optional hparams: ``wav_augment`` (an ``Augmenter``),
-    ``tau_schedule`` (tau is 1.0 without one), ``kd_scale`` (30.0),
-    ``kd_margin`` (0.0), ``train_logger``, ``lr_annealing`` (per-epoch,
+    Required hparams: ``kd_loss`` (``DistillationLoss``; may instead be put
+    in ``modules`` if it has trainable parameters), ``compute_cost``
+    (student loss called as ``compute_cost(cosine, targets, lens)``),
+    ``kd_weight`` and, unless the method is "none", ``teacher`` (a
+    ``FrozenTeacher``, its output aligned to the student's classes).
+    Optional hparams: ``wav_augment`` (an ``Augmenter``), ``tau_schedule``
+    (tau is 1.0 without one), ``kd_scale`` (30.0), ``kd_margin`` (0.0),
+    ``train_logger``, ``lr_annealing`` (per-epoch,
     ``old_lr, new_lr = lr_annealing(epoch)``) and ``epoch_counter`` (only
     used to label test results). Batches carry ``sig`` and
-    ``spk_id_encoded``. With ``DistillationLoss("none")`` the teacher is not
-    run at all; with ``kd_weight=0`` it still runs and its KD statistics are
-    logged, but they do not reach the gradient.
+    ``spk_id_encoded``. With ``DistillationLoss("none")`` the teacher is
+    neither needed nor run (plain AAM training); with ``kd_weight=0`` it
+    still runs and its KD statistics are logged, but they do not reach the
+    gradient.
 
     The train log holds, per epoch, tau (the value used at the last step),
     the total loss, the student loss and the distillation statistics
@@ -402,10 +404,16 @@ class DistillationBrain(sb.core.Brain):
                 "DistillationBrain needs the hparams "
                 f"{', '.join(REQUIRED_HPARAMS)}; missing: {', '.join(missing)}"
             )
-        if not isinstance(self.hparams.teacher, FrozenTeacher):
+        teacher = self._teacher
+        if teacher is None and self._distilling:
+            raise ValueError(
+                "DistillationBrain needs hparams['teacher'] (a FrozenTeacher) "
+                "unless the distillation method is 'none'"
+            )
+        if teacher is not None and not isinstance(teacher, FrozenTeacher):
             raise TypeError(
                 "hparams['teacher'] must be a speechbrain_trkd FrozenTeacher, "
-                f"got {type(self.hparams.teacher).__name__}"
+                f"got {type(teacher).__name__}"
             )
 
     def _check_modules(self):
@@ -427,7 +435,9 @@ class DistillationBrain(sb.core.Brain):
 
     def _check_teacher_isolated(self):
         """Raises if the teacher leaks into the modules or the checkpointer."""
-        teacher = self.hparams.teacher
+        teacher = self._teacher
+        if teacher is None:
+            return
         teacher_tensors = {id(t) for t in teacher.parameters()}
         teacher_tensors |= {id(t) for t in teacher.buffers()}
         teacher_modules = {id(m) for m in teacher.modules()}
@@ -466,6 +476,11 @@ class DistillationBrain(sb.core.Brain):
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a positive number, got {value}")
         return value
+
+    @property
+    def _teacher(self):
+        """The frozen teacher, or None (allowed for method "none")."""
+        return getattr(self.hparams, "teacher", None)
 
     @property
     def _kd_criterion(self):
@@ -578,8 +593,9 @@ class DistillationBrain(sb.core.Brain):
     # ------------------------------------------------------------------
     def _place_teacher(self):
         """Moves the teacher (and a non-module KD loss) to the run device."""
-        self.hparams.teacher.to(self.device)
-        self.hparams.teacher.eval()
+        if self._teacher is not None:
+            self._teacher.to(self.device)
+            self._teacher.eval()
         if "kd_loss" not in self.modules:
             self.hparams.kd_loss.to(self.device)
 
@@ -655,7 +671,7 @@ class DistillationBrain(sb.core.Brain):
         cosine = self.modules.classifier(embeddings)
         outputs = {"cosine": cosine, "embeddings": embeddings, "lens": lens}
         if stage == sb.Stage.TRAIN and self._distilling:
-            teacher_emb, teacher_cos = self.hparams.teacher(wavs, lens)
+            teacher_emb, teacher_cos = self._teacher(wavs, lens)
             outputs["teacher_embeddings"] = teacher_emb
             outputs["teacher_cosine"] = teacher_cos
         return outputs

@@ -522,6 +522,8 @@ def test_configuration_errors(tmp_path, data):
         build(kd_weight=None)
     with pytest.raises(TypeError, match="FrozenTeacher"):
         build(teacher=torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="needs hparams\\['teacher'\\]"):
+        build(teacher=None)
     with pytest.raises(ValueError, match=r"modules\['teacher'\] holds"):
         build(modules={**student_modules(), "teacher": teacher})
     shared = {**student_modules(), "classifier": teacher.classifier}
@@ -566,3 +568,12 @@ def test_method_none_skips_the_teacher(tmp_path, data):
     assert brain.train_stats["loss"] == pytest.approx(
         brain.train_stats["student_loss"], rel=1e-5
     )
+
+
+def test_method_none_needs_no_teacher(tmp_path, data):
+    brain, counter = make_brain(
+        tmp_path, data, epochs=1, kd_loss=DistillationLoss("none"), teacher=None
+    )
+    brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
+    assert brain.optimizer_step == 2
+    assert set(brain.train_stats) == {"loss", "student_loss"}
