@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Distil a pretrained speaker-embedding teacher into a small student.
+
+The student is trained on VoxCeleb (or any corpus in its layout) with its own
+additive-angular-margin loss plus a knowledge-distillation term from a frozen
+teacher. The KD method is a YAML choice: triage KD (``trkd``, the default),
+``kd``, ``dkd``, ``gkd``, ``nkd``, ``dist``, ``emb_cos`` or ``none``. After
+training, the best checkpoint (lowest validation error) is scored on the
+verification lists.
+
+To run::
+
+    python train_trkd.py hparams/ecapa_to_small.yaml --data_folder=/path/to/vox
+
+With a local teacher folder (e.g. one fine-tuned by ``train_teacher.py``)::
+
+    python train_trkd.py hparams/ecapa_to_small.yaml --data_folder=... \\
+        --teacher_source=results/teacher/openspk --teacher_n_classes=450
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import logging
+import os
+import random
+import sys
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio import audio_io
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.teacher import class_index_map
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from speaker_verification import (  # noqa: E402
+    evaluate_verification,
+    format_results_table,
+    write_metrics,
+)
+from voxceleb_prepare import (  # noqa: E402
+    fetch_verification_list,
+    prepare_voxceleb,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_data(hparams):
+    """Runs the VoxCeleb preparation on the main process only.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters (``data_folder``, ``prep_folder``,
+        ``verification_lists``, ``split_ratio``, ``seg_dur``, ``skip_prep``).
+    """
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["prep_folder"],
+            "verification_lists": hparams["verification_lists"],
+            "split_ratio": hparams["split_ratio"],
+            "seg_dur": hparams["seg_dur"],
+            "skip_prep": hparams["skip_prep"],
+        },
+    )
+
+
+def dataio_prep(hparams):
+    """Creates the training and validation datasets and the label encoder.
+
+    Training items are random crops of ``sentence_len`` seconds inside each
+    prepared segment (when ``random_chunk``); validation items are the whole
+    segments. The student's label encoder is saved in ``save_folder``.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+
+    Returns
+    -------
+    train_data : DynamicItemDataset
+    valid_data : DynamicItemDataset
+    label_encoder : CategoricalEncoder
+        Maps the training speakers to the student's classes.
+    """
+    datasets = []
+    for split in ("train", "dev"):
+        csv_path = os.path.join(hparams["prep_folder"], f"{split}.csv")
+        with open(csv_path, encoding="utf-8") as csv_file:
+            if sum(1 for _ in csv_file) < 2:
+                raise ValueError(
+                    f"{csv_path} has no rows: the corpus is too small for "
+                    f"split_ratio={hparams['split_ratio']} and "
+                    f"seg_dur={hparams['seg_dur']}"
+                )
+        datasets.append(DynamicItemDataset.from_csv(csv_path))
+    train_data, valid_data = datasets
+    crop = int(hparams["sentence_len"] * hparams["sample_rate"])
+
+    def read_segment(wav, start, stop, random_crop):
+        start, stop = int(start), int(stop)
+        if random_crop and stop - start > crop:
+            start = random.randint(start, stop - crop)
+            stop = start + crop
+        sig, rate = audio_io.load(
+            wav, frame_offset=start, num_frames=stop - start
+        )
+        if rate != hparams["sample_rate"]:
+            raise ValueError(
+                f"{wav} is sampled at {rate} Hz, the recipe expects "
+                f"{hparams['sample_rate']} Hz (hparam sample_rate)"
+            )
+        return sig[0]
+
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def train_audio(wav, start, stop):
+        return read_segment(wav, start, stop, hparams["random_chunk"])
+
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def valid_audio(wav, start, stop):
+        return read_segment(wav, start, stop, False)
+
+    train_data.add_dynamic_item(train_audio)
+    valid_data.add_dynamic_item(valid_audio)
+
+    label_encoder = CategoricalEncoder()
+
+    @sb.utils.data_pipeline.takes("spk_id")
+    @sb.utils.data_pipeline.provides("spk_id", "spk_id_encoded")
+    def label_pipeline(spk_id):
+        yield spk_id
+        yield label_encoder.encode_sequence_torch([spk_id])
+
+    sb.dataio.dataset.add_dynamic_item(datasets, label_pipeline)
+    os.makedirs(hparams["save_folder"], exist_ok=True)
+    label_encoder.load_or_create(
+        path=os.path.join(hparams["save_folder"], "label_encoder.txt"),
+        from_didatasets=[train_data],
+        output_key="spk_id",
+    )
+    sb.dataio.dataset.set_output_keys(datasets, ["id", "sig", "spk_id_encoded"])
+
+    n_speakers = len(label_encoder)
+    n_outputs = hparams["out_n_neurons"]
+    if n_speakers != n_outputs:
+        raise ValueError(
+            f"The training data has {n_speakers} speakers but the student's "
+            f"classifier has out_n_neurons={n_outputs}: pass "
+            f"--out_n_neurons={n_speakers}"
+        )
+    return train_data, valid_data, label_encoder
+
+
+def build_wav_augment(hparams):
+    """Builds the waveform augmenter, adding noise and reverberation only
+    when their local CSV files are given (nothing is ever downloaded).
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters: ``wav_augment`` (an ``Augmenter``
+        factory holding the always-on augmentations), ``noise_csv`` /
+        ``rir_csv`` (paths or null), ``add_noise`` / ``add_reverb``
+        (factories taking ``csv_file``).
+
+    Returns
+    -------
+    speechbrain.augment.augmenter.Augmenter or None
+        None when the hparams define no ``wav_augment``.
+    """
+    make_augmenter = hparams.get("wav_augment")
+    if make_augmenter is None:
+        return None
+    augmentations = list(make_augmenter.keywords.get("augmentations", []))
+    for csv_key, factory_key in (
+        ("noise_csv", "add_noise"),
+        ("rir_csv", "add_reverb"),
+    ):
+        csv_file = hparams.get(csv_key)
+        if not csv_file:
+            continue
+        if not os.path.isfile(csv_file):
+            raise FileNotFoundError(
+                f"{csv_key}={csv_file} does not exist: give a local CSV "
+                f"or set {csv_key}: null to train without it"
+            )
+        augmentations.append(hparams[factory_key](csv_file=csv_file))
+    return make_augmenter(augmentations=augmentations)
+
+
+def load_teacher(hparams, label_encoder):
+    """Collects the teacher's files, loads them and aligns its classes.
+
+    The teacher's files (from the Hub id or local folder ``teacher_source``)
+    are collected in ``teacher_folder`` by the hparams' ``Pretrainer``. Its
+    outputs are then sliced to the student's speakers through the two label
+    encoders.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+    label_encoder : CategoricalEncoder
+        The student's label encoder.
+
+    Returns
+    -------
+    speechbrain_trkd.teacher.FrozenTeacher or None
+        None when ``kd_method`` is ``none``.
+    """
+    if hparams["kd_method"] == "none":
+        return None
+    pretrainer = hparams["teacher_pretrainer"]
+    run_on_main(pretrainer.collect_files)
+    # The Pretrainer collects every file as <loadable name>.ckpt.
+    encoder_file = os.path.join(pretrainer.collect_in, "label_encoder.ckpt")
+    teacher_encoder = CategoricalEncoder()
+    teacher_encoder.load(encoder_file)
+    if len(teacher_encoder) != hparams["teacher_n_classes"]:
+        raise ValueError(
+            f"The teacher {hparams['teacher_source']} knows "
+            f"{len(teacher_encoder)} speakers ({encoder_file}) but "
+            f"teacher_n_classes={hparams['teacher_n_classes']}: pass "
+            f"--teacher_n_classes={len(teacher_encoder)}"
+        )
+    pretrainer.load_collected()
+    try:
+        index = class_index_map(teacher_encoder, label_encoder)
+    except KeyError as error:
+        raise KeyError(
+            f"{error.args[0]}. The teacher {hparams['teacher_source']} does "
+            "not know these training speakers: fine-tune a head for them "
+            "with train_teacher.py and distil from its output folder."
+        ) from error
+    teacher = hparams["teacher"]
+    teacher.set_class_index(index)
+    return teacher
+
+
+def student_encoder(brain):
+    """Returns a function that embeds padded waveforms with the student.
+
+    Arguments
+    ---------
+    brain : DistillationBrain
+        The trained brain (its modules are put in eval mode).
+
+    Returns
+    -------
+    callable
+        ``encode(wavs, wav_lens) -> [batch, emb_dim]`` under no_grad.
+    """
+    brain.modules.eval()
+
+    @torch.no_grad()
+    def encode(wavs, wav_lens):
+        feats = brain.modules.compute_features(wavs)
+        feats = brain.modules.mean_var_norm(feats, wav_lens)
+        return brain.modules.embedding_model(feats, wav_lens).squeeze(1)
+
+    return encode
+
+
+def score_encoder(encode_fn, hparams, device):
+    """Scores an encoder on the verification lists and saves the metrics.
+
+    Trial paths are resolved against the first data folder; the AS-norm
+    cohort and the PLDA training set come from the prepared ``train.csv``.
+    Metrics go to ``<output_folder>/metrics.json`` / ``.csv`` and score
+    files to ``<output_folder>/scores``.
+
+    Arguments
+    ---------
+    encode_fn : callable
+        ``encode_fn(wavs, wav_lens) -> embeddings``.
+    hparams : dict
+        The loaded hyperparameters (``verification_lists``,
+        ``verification_backends``, ``asnorm_top_n``,
+        ``cohort_utterances_per_speaker``, ``verification_batch_size``).
+    device : str or torch.device
+        Where the encoder runs.
+
+    Returns
+    -------
+    dict
+        ``{list_name: {backend: {metric: value}}}``.
+    """
+    sources = hparams["verification_lists"]
+    if isinstance(sources, str):
+        sources = sources.split(",")
+    prep = hparams["prep_folder"]
+    lists = [fetch_verification_list(src, prep) for src in sources]
+    data_folder = hparams["data_folder"]
+    if isinstance(data_folder, str):
+        data_folder = data_folder.split(",")
+    metrics = evaluate_verification(
+        encode_fn,
+        data_folder=data_folder[0],
+        trial_lists=lists,
+        output_folder=hparams["output_folder"],
+        backends=hparams["verification_backends"],
+        train_csv=os.path.join(prep, "train.csv"),
+        cohort_utts_per_speaker=hparams["cohort_utterances_per_speaker"],
+        asnorm_top_n=hparams["asnorm_top_n"],
+        batch_size=hparams["verification_batch_size"],
+        device=device,
+        sample_rate=hparams["sample_rate"],
+    )
+    write_metrics(metrics, hparams["output_folder"])
+    logger.info("Verification results:\n%s", format_results_table(metrics))
+    return metrics
+
+
+def main(argv):
+    """Prepares the data, distils the student and scores it."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    prepare_data(hparams)
+    train_data, valid_data, label_encoder = dataio_prep(hparams)
+    hparams["wav_augment"] = build_wav_augment(hparams)
+    hparams["teacher"] = load_teacher(hparams, label_encoder)
+
+    brain = DistillationBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["train_dataloader_options"],
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+    )
+    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
+    if if_main_process():
+        brain.metrics = score_encoder(
+            student_encoder(brain), hparams, brain.device
+        )
+    return brain
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
