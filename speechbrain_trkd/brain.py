@@ -530,6 +530,8 @@ class DistillationBrain(sb.core.Brain):
                     "call tau_schedule.set_steps_per_epoch(n) before fit"
                 ) from err
             return
+        if self.debug:  # --debug runs only debug_batches per epoch
+            n_batches = min(n_batches, self.debug_batches)
         steps = n_batches // self.grad_accumulation_factor
         if steps < 1:
             raise ValueError(
@@ -553,7 +555,8 @@ class DistillationBrain(sb.core.Brain):
         Same arguments as ``speechbrain.core.Brain.fit``. The training
         loader is built here (when a dataset is given) so that the tau
         schedule's ``steps_per_epoch`` is the number of batches per epoch
-        divided by ``grad_accumulation_factor``.
+        (at most ``debug_batches`` with ``--debug``) divided by
+        ``grad_accumulation_factor``.
 
         Arguments
         ---------

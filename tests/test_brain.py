@@ -577,3 +577,38 @@ def test_method_none_needs_no_teacher(tmp_path, data):
     brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
     assert brain.optimizer_step == 2
     assert set(brain.train_stats) == {"loss", "student_loss"}
+
+
+@pytest.mark.parametrize(
+    "run_opts, expected",
+    [
+        ({}, 2),  # 16 utterances in batches of 8
+        ({"grad_accumulation_factor": 2}, 1),
+        ({"debug": True, "debug_batches": 1, "debug_epochs": 1}, 1),
+    ],
+)
+def test_schedule_length_follows_the_loader(tmp_path, data, run_opts, expected):
+    brain, counter = make_brain(
+        tmp_path,
+        data,
+        epochs=1,
+        run_opts=run_opts,
+        kd_loss=DistillationLoss("none"),
+        teacher=None,
+    )
+    brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
+    assert brain.hparams.tau_schedule.steps_per_epoch == expected
+    assert brain.optimizer_step == expected
+
+
+def test_schedule_length_error_when_no_step_fits(tmp_path, data):
+    brain, counter = make_brain(
+        tmp_path,
+        data,
+        epochs=1,
+        run_opts={"grad_accumulation_factor": 3},
+        kd_loss=DistillationLoss("none"),
+        teacher=None,
+    )
+    with pytest.raises(ValueError, match="grad_accumulation_factor=3"):
+        brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
