@@ -253,15 +253,15 @@ class DistillationBrain(sb.core.Brain):
     (student loss called as ``compute_cost(cosine, targets, lens)``),
     ``kd_weight`` and, unless the method is "none", ``teacher`` (a
     ``FrozenTeacher``, its output aligned to the student's classes).
-    Optional hparams: ``wav_augment`` (an ``Augmenter``), ``tau_schedule``
-    (tau is 1.0 without one), ``kd_scale`` (30.0), ``kd_margin`` (0.0),
-    ``train_logger``, ``lr_annealing`` (per-epoch,
-    ``old_lr, new_lr = lr_annealing(epoch)``) and ``epoch_counter`` (only
-    used to label test results). Batches carry ``sig`` and
-    ``spk_id_encoded``. With ``DistillationLoss("none")`` the teacher is
-    neither needed nor run (plain AAM training); with ``kd_weight=0`` it
-    still runs and its KD statistics are logged, but they do not reach the
-    gradient.
+    Optional hparams: ``wav_augment`` (an ``Augmenter``), ``tau_schedule`` (tau
+    is 1.0 without one), ``kd_scale`` (30.0), ``kd_margin`` (0.0),
+    ``train_logger``, ``lr_annealing`` (per-epoch, ``old_lr, new_lr =
+    lr_annealing(epoch)``; an optimizer parameter group with an ``lr_scale``
+    entry gets ``new_lr * lr_scale``) and ``epoch_counter`` (only used to label
+    test results). Batches carry ``sig`` and ``spk_id_encoded``. With
+    ``DistillationLoss("none")`` the teacher is neither needed nor run (plain
+    AAM training); with ``kd_weight=0`` it still runs and its KD statistics are
+    logged, but they do not reach the gradient.
 
     The train log holds, per epoch, tau (the value used at the last step),
     the total loss, the student loss and the distillation statistics
@@ -803,7 +803,10 @@ class DistillationBrain(sb.core.Brain):
         annealing = getattr(self.hparams, "lr_annealing", None)
         if annealing is not None:
             old_lr, new_lr = annealing(epoch)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            # A parameter group may run at a fixed fraction of the scheduled
+            # rate (e.g. a pretrained backbone fine-tuned slowly).
+            for group in self.optimizer.param_groups:
+                group["lr"] = new_lr * group.get("lr_scale", 1.0)
             meta["lr"] = old_lr
         meta["tau"] = self.tau
         logger = getattr(self.hparams, "train_logger", None)

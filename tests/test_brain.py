@@ -612,3 +612,39 @@ def test_schedule_length_error_when_no_step_fits(tmp_path, data):
     )
     with pytest.raises(ValueError, match="grad_accumulation_factor=3"):
         brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
+
+
+def test_lr_annealing_keeps_each_group_scale(tmp_path, data):
+    """A parameter group with lr_scale follows the schedule at its scale."""
+
+    class TwoGroupBrain(DistillationBrain):
+        def init_optimizers(self):
+            self.optimizer = torch.optim.Adam(
+                [
+                    {"params": self.modules.classifier.parameters()},
+                    {
+                        "params": self.modules.embedding_model.parameters(),
+                        "lr_scale": 0.1,
+                    },
+                ],
+                lr=5e-3,
+            )
+            self.optimizers_dict = {"opt_class": self.optimizer}
+
+    brain, counter = make_brain(
+        tmp_path,
+        data,
+        brain_class=TwoGroupBrain,
+        epochs=2,
+        lr_annealing=LinearScheduler(5e-3, 1e-3, 2),
+    )
+    brain.fit(
+        counter,
+        data.train,
+        data.valid,
+        train_loader_kwargs={"batch_size": 8},
+        valid_loader_kwargs={"batch_size": 8},
+    )
+    head, backbone = (g["lr"] for g in brain.optimizer.param_groups)
+    assert head == pytest.approx(1e-3)
+    assert backbone == pytest.approx(1e-4)
