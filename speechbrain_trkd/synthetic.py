@@ -617,7 +617,7 @@ def make_synthetic_corpus(
 
     Arguments
     ---------
-    folder : str
+    folder : str or os.PathLike
         Output folder (created if needed).
     n_train_speakers : int
         Number of training speakers.
@@ -660,6 +660,7 @@ def make_synthetic_corpus(
     >>> open(summary.trial_file).readline()
     '1 spk0003/ses01/00001.wav spk0003/ses02/00001.wav\\n'
     """
+    folder = os.fspath(folder)
     duration = (float(duration[0]), float(duration[1]))
     snr_db = (float(snr_db[0]), float(snr_db[1]))
     _check_options(
