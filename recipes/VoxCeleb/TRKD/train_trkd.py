@@ -237,8 +237,8 @@ def load_teacher(hparams, label_encoder):
     pretrainer.load_collected()
     try:
         index = class_index_map(teacher_encoder, label_encoder)
-    except KeyError as error:
-        raise KeyError(
+    except ValueError as error:
+        raise ValueError(
             f"{error.args[0]}. The teacher {hparams['teacher_source']} does "
             "not know these training speakers: fine-tune a head for them "
             "with train_teacher.py and distil from its output folder."

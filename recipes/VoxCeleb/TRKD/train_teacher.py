@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Train or adapt a teacher and save it as a pretrained-model folder.
+
+Two uses, one script:
+
+* A new corpus (e.g. openspk): its training speakers are not in the Hub
+  teacher's label encoder, so a new AAM head is fine-tuned for them on top of
+  the pretrained ECAPA-TDNN, with the backbone frozen (default) or trained at
+  a lower learning rate (``--freeze_backbone=False --backbone_lr_scale=0.1``)::
+
+    python train_teacher.py hparams/finetune_teacher.yaml \\
+        --data_folder=../shared/data/openspk \\
+        --teacher_source=../shared/models/spkrec-ecapa-voxceleb
+
+* A teacher of another family trained from scratch (a ResNet), for the
+  ResNet-to-ECAPA direction::
+
+    python train_teacher.py hparams/resnet_teacher.yaml --data_folder=...
+
+The result (``export_folder``: hyperparams.yaml, embedding_model.ckpt,
+classifier.ckpt, label_encoder.txt, README.md) is a teacher that
+``train_trkd.py`` loads through the same ``Pretrainer`` path as the Hub
+model: ``--teacher_source=<export_folder> --teacher_n_classes=<speakers>``.
+The teacher's EER on the verification lists is reported and saved.
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import os
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_trkd.brain import DistillationBrain
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_student import export_model  # noqa: E402
+from train_trkd import (  # noqa: E402
+    build_wav_augment,
+    dataio_prep,
+    prepare_data,
+    score_encoder,
+    student_encoder,
+)
+
+
+class TeacherBrain(DistillationBrain):
+    """Trains a speaker encoder with its AAM loss alone (no KD).
+
+    With ``freeze_backbone`` the pretrained embedding model is neither
+    updated nor allowed to move its batch-norm statistics; otherwise it is
+    trained at ``backbone_lr_scale`` times the head's learning rate.
+    """
+
+    def init_optimizers(self):
+        """Gives the backbone and the head their own parameter groups."""
+        backbone = self.modules.embedding_model
+        frozen = self.hparams.freeze_backbone
+        backbone.requires_grad_(not frozen)
+        groups = [{"params": list(self.modules.classifier.parameters())}]
+        if not frozen:
+            groups.append(
+                {
+                    "params": list(backbone.parameters()),
+                    "lr_scale": self.hparams.backbone_lr_scale,
+                }
+            )
+        self.optimizer = self.opt_class(groups)
+        for group in self.optimizer.param_groups:
+            group["lr"] *= group.get("lr_scale", 1.0)
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def compute_forward(self, batch, stage):
+        """Keeps a frozen backbone in eval mode (fit calls train() on
+        every module each epoch), then runs the usual forward."""
+        if self.hparams.freeze_backbone:
+            self.modules.embedding_model.eval()
+        return super().compute_forward(batch, stage)
+
+
+def main(argv):
+    """Trains the teacher, exports it and reports its EER."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    prepare_data(hparams)
+    train_data, valid_data, label_encoder = dataio_prep(hparams)
+    hparams["wav_augment"] = build_wav_augment(hparams)
+    pretrainer = hparams.get("backbone_pretrainer")
+    if pretrainer is not None:
+        run_on_main(pretrainer.collect_files)
+        pretrainer.load_collected()
+
+    brain = TeacherBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["train_dataloader_options"],
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+    )
+    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
+    if not if_main_process():
+        return brain
+    brain.metrics = score_encoder(student_encoder(brain), hparams, brain.device)
+    card_metrics = {
+        f"{name} {backend} {metric}": round(value, 4)
+        for name, per_backend in brain.metrics.items()
+        for backend, values in per_backend.items()
+        for metric, value in values.items()
+    }
+    export_model(
+        hparams["embedding_model"],
+        hparams["classifier"],
+        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+        hparams["inference_hparams"],
+        hparams["inference_overrides"],
+        hparams["export_folder"],
+        {
+            "title": f"Teacher ({hparams['teacher_name']})",
+            "description": hparams["teacher_description"],
+            "training": {
+                "data": hparams["data_folder"],
+                "epochs": hparams["number_of_epochs"],
+                "freeze_backbone": hparams["freeze_backbone"],
+            },
+            "metrics": card_metrics,
+        },
+    )
+    return brain
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
