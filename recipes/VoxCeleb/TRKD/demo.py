@@ -118,6 +118,18 @@ def result_row(name, brain, seconds):
     dict
         ``model``, ``params_M``, ``time_s`` and, for each trial list,
         ``<list> EER %`` and ``<list> minDCF 0.01``.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> import torch
+    >>> brain = SimpleNamespace(
+    ...     modules=SimpleNamespace(embedding_model=torch.nn.Linear(10, 2)),
+    ...     metrics={"O": {"cosine": {"eer": 5.0, "min_dcf_0.01": 0.41}}},
+    ... )
+    >>> result_row("student trkd", brain, 61.2)
+    {'model': 'student trkd', 'params_M': '0.00', 'time_s': '61',
+     'O EER %': '5.00', 'O minDCF 0.01': '0.410'}
     """
     params = sum(p.numel() for p in brain.modules.embedding_model.parameters())
     row = {

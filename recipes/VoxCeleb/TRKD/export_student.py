@@ -156,6 +156,33 @@ def export_model(
     -------
     str
         The absolute export folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    >>> from speechbrain.dataio.encoder import CategoricalEncoder
+    >>> tmp = tempfile.mkdtemp()
+    >>> encoder = CategoricalEncoder()
+    >>> encoder.update_from_iterable(["spk1", "spk2"])
+    >>> encoder.save(os.path.join(tmp, "label_encoder.txt"))
+    >>> folder = export_model(
+    ...     ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=192),
+    ...     Classifier(192, out_neurons=2),
+    ...     os.path.join(tmp, "label_encoder.txt"),
+    ...     "inference/ecapa.yaml",
+    ...     {"channels": 8, "out_n_neurons": 2},
+    ...     os.path.join(tmp, "export"),
+    ...     {"title": "A test", "description": "Untrained."},
+    ... )
+    >>> sorted(os.listdir(folder))
+    ['README.md', 'classifier.ckpt', 'embedding_model.ckpt',
+     'hyperparams.yaml', 'label_encoder.txt']
+    >>> from speechbrain.inference.speaker import EncoderClassifier
+    >>> model = EncoderClassifier.from_hparams(
+    ...     source=folder, savedir=os.path.join(tmp, "loaded"))
+    >>> model.encode_batch(torch.zeros(1, 16000)).shape
+    torch.Size([1, 1, 192])
     """
     export_folder = os.path.abspath(export_folder)
     os.makedirs(export_folder, exist_ok=True)
@@ -228,6 +255,32 @@ def export_from_hparams(hparams, card_info=None):
     -------
     str
         The export folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.utils.checkpoints import Checkpointer
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    >>> tmp = tempfile.mkdtemp()
+    >>> emb = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=192)
+    >>> head = Classifier(192, out_neurons=1)
+    >>> save = os.path.join(tmp, "save")
+    >>> checkpointer = Checkpointer(
+    ...     save, {"embedding_model": emb, "classifier": head})
+    >>> _ = checkpointer.save_checkpoint(meta={"ErrorRate": 0.5})
+    >>> from speechbrain.dataio.encoder import CategoricalEncoder
+    >>> encoder = CategoricalEncoder()
+    >>> encoder.update_from_iterable(["spk1"])
+    >>> encoder.save(os.path.join(save, "label_encoder.txt"))
+    >>> hparams = {
+    ...     "checkpointer": checkpointer, "embedding_model": emb,
+    ...     "classifier": head, "save_folder": save,
+    ...     "inference_hparams": "inference/ecapa.yaml",
+    ...     "inference_overrides": {"channels": 8, "out_n_neurons": 1},
+    ...     "export_folder": os.path.join(tmp, "export"),
+    ... }
+    >>> os.path.basename(export_from_hparams(hparams))
+    'export'
     """
     checkpoint = hparams["checkpointer"].recover_if_possible(
         min_key="ErrorRate"

@@ -53,6 +53,32 @@ class TeacherBrain(DistillationBrain):
     With ``freeze_backbone`` the pretrained embedding model is neither
     updated nor allowed to move its batch-norm statistics; otherwise it is
     trained at ``backbone_lr_scale`` times the head's learning rate.
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain.lobes.features import Fbank
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> from speechbrain_trkd.losses import DistillationLoss
+    >>> modules = {
+    ...     "compute_features": Fbank(n_mels=80),
+    ...     "mean_var_norm": InputNormalization(norm_type="sentence"),
+    ...     "embedding_model": ECAPA_TDNN(
+    ...         80, channels=[8, 8, 8, 8, 24], lin_neurons=16),
+    ...     "classifier": Classifier(16, out_neurons=4),
+    ... }
+    >>> hparams = {
+    ...     "kd_loss": DistillationLoss("none"), "kd_weight": 0.0,
+    ...     "compute_cost": torch.nn.Identity(),
+    ...     "freeze_backbone": False, "backbone_lr_scale": 0.1,
+    ... }
+    >>> brain = TeacherBrain(
+    ...     modules, lambda groups: torch.optim.Adam(groups, lr=1e-2),
+    ...     hparams, run_opts={"device": "cpu"})
+    >>> brain.init_optimizers()
+    >>> [round(group["lr"], 6) for group in brain.optimizer.param_groups]
+    [0.01, 0.001]
     """
 
     def init_optimizers(self):

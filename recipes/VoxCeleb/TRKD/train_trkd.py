@@ -59,6 +59,25 @@ def prepare_data(hparams):
     hparams : dict
         The loaded hyperparameters (``data_folder``, ``prep_folder``,
         ``verification_lists``, ``split_ratio``, ``seg_dur``, ``skip_prep``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=2,
+    ...     duration=(1.0, 2.0))
+    >>> hparams = {
+    ...     "data_folder": corpus.folder,
+    ...     "prep_folder": os.path.join(tmp, "prep"),
+    ...     "verification_lists": [corpus.trial_file],
+    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
+    ... }
+    >>> prepare_data(hparams)
+    >>> sorted(os.listdir(hparams["prep_folder"]))
+    ['dev.csv', 'enrol.csv', 'prepare_options.json', 'test.csv', 'train.csv']
     """
     run_on_main(
         prepare_voxceleb,
@@ -91,6 +110,30 @@ def dataio_prep(hparams):
     valid_data : DynamicItemDataset
     label_encoder : CategoricalEncoder
         Maps the training speakers to the student's classes.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=2,
+    ...     duration=(1.0, 2.0))
+    >>> hparams = {
+    ...     "data_folder": corpus.folder,
+    ...     "prep_folder": os.path.join(tmp, "prep"),
+    ...     "verification_lists": [corpus.trial_file],
+    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
+    ... }
+    >>> prepare_data(hparams)
+    >>> hparams.update(
+    ...     save_folder=os.path.join(tmp, "save"), sentence_len=0.5,
+    ...     sample_rate=16000, random_chunk=True, out_n_neurons=3)
+    >>> train_data, valid_data, label_encoder = dataio_prep(hparams)
+    >>> item = train_data[0]
+    >>> len(label_encoder), item["sig"].shape, item["spk_id_encoded"].shape
+    (3, torch.Size([8000]), torch.Size([1]))
     """
     datasets = []
     for split in ("train", "dev"):
@@ -178,6 +221,24 @@ def build_wav_augment(hparams):
     -------
     speechbrain.augment.augmenter.Augmenter or None
         None when the hparams define no ``wav_augment``.
+
+    Example
+    -------
+    >>> from functools import partial
+    >>> from speechbrain.augment.augmenter import Augmenter
+    >>> from speechbrain.augment.time_domain import DropChunk
+    >>> hparams = {
+    ...     "wav_augment": partial(Augmenter, augmentations=[DropChunk()]),
+    ...     "noise_csv": None,
+    ...     "rir_csv": None,
+    ... }
+    >>> list(build_wav_augment(hparams).augmentations)
+    ['DropChunk0']
+    >>> hparams["noise_csv"] = "missing_noise.csv"
+    >>> build_wav_augment(hparams)
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: noise_csv=missing_noise.csv does not exist: ...
     """
     make_augmenter = hparams.get("wav_augment")
     if make_augmenter is None:
@@ -218,6 +279,11 @@ def load_teacher(hparams, label_encoder):
     -------
     speechbrain_trkd.teacher.FrozenTeacher or None
         None when ``kd_method`` is ``none``.
+
+    Example
+    -------
+    >>> load_teacher({"kd_method": "none"}, label_encoder=None) is None
+    True
     """
     if hparams["kd_method"] == "none":
         return None
@@ -260,6 +326,22 @@ def student_encoder(brain):
     -------
     callable
         ``encode(wavs, wav_lens) -> [batch, emb_dim]`` under no_grad.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> from speechbrain.lobes.features import Fbank
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> modules = torch.nn.ModuleDict({
+    ...     "compute_features": Fbank(n_mels=80),
+    ...     "mean_var_norm": InputNormalization(norm_type="sentence"),
+    ...     "embedding_model": ECAPA_TDNN(
+    ...         80, channels=[8, 8, 8, 8, 24], lin_neurons=16),
+    ... })
+    >>> encode = student_encoder(SimpleNamespace(modules=modules))
+    >>> encode(torch.randn(2, 16000), torch.ones(2)).shape
+    torch.Size([2, 16])
     """
     brain.modules.eval()
 
@@ -295,6 +377,34 @@ def score_encoder(encode_fn, hparams, device):
     -------
     dict
         ``{list_name: {backend: {metric: value}}}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=2,
+    ...     duration=(1.0, 2.0))
+    >>> hparams = {
+    ...     "data_folder": corpus.folder,
+    ...     "prep_folder": os.path.join(tmp, "prep"),
+    ...     "verification_lists": [corpus.trial_file],
+    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
+    ... }
+    >>> prepare_data(hparams)
+    >>> hparams.update(
+    ...     output_folder=os.path.join(tmp, "run"), sample_rate=16000,
+    ...     verification_backends=["cosine", "asnorm"], asnorm_top_n=2,
+    ...     cohort_utterances_per_speaker=2, verification_batch_size=4)
+    >>> def encode(wavs, wav_lens):  # two crude spectral statistics
+    ...     spectrum = torch.fft.rfft(wavs).abs()
+    ...     return torch.stack([spectrum[:, :400].mean(1),
+    ...                         spectrum[:, 400:].mean(1)], dim=1)
+    >>> metrics = score_encoder(encode, hparams, "cpu")
+    >>> sorted(metrics["O"]), sorted(metrics["O"]["cosine"])
+    (['asnorm', 'cosine'], ['eer', 'min_dcf_0.01', 'min_dcf_0.05'])
     """
     sources = hparams["verification_lists"]
     if isinstance(sources, str):
