@@ -363,6 +363,9 @@ class DistillationBrain(sb.core.Brain):
             run_opts=run_opts,
             checkpointer=checkpointer,
         )
+        # SpeechBrain's argument parser gives --optimizer_step_limit no type.
+        if isinstance(self.optimizer_step_limit, str):
+            self.optimizer_step_limit = int(self.optimizer_step_limit)
         self._check_hparams()
         self._check_modules()
         self._check_teacher_isolated()

@@ -648,3 +648,18 @@ def test_lr_annealing_keeps_each_group_scale(tmp_path, data):
     head, backbone = (g["lr"] for g in brain.optimizer.param_groups)
     assert head == pytest.approx(1e-3)
     assert backbone == pytest.approx(1e-4)
+
+
+def test_optimizer_step_limit_from_the_command_line(tmp_path, data):
+    """--optimizer_step_limit arrives as a string; it still stops training."""
+    brain, counter = make_brain(
+        tmp_path, data, epochs=3, run_opts={"optimizer_step_limit": "3"}
+    )
+    brain.fit(
+        counter,
+        data.train,
+        data.valid,
+        train_loader_kwargs={"batch_size": 4},
+        valid_loader_kwargs={"batch_size": 8},
+    )
+    assert brain.optimizer_step == 3
