@@ -811,7 +811,8 @@ class DistillationBrain(sb.core.Brain):
             for group in self.optimizer.param_groups:
                 group["lr"] = new_lr * group.get("lr_scale", 1.0)
             meta["lr"] = old_lr
-        meta["tau"] = self.tau
+        if getattr(self._kd_criterion, "uses_tau", False):
+            meta["tau"] = self.tau
         logger = getattr(self.hparams, "train_logger", None)
         if logger is not None:
             logger.log_stats(

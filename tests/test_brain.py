@@ -577,6 +577,8 @@ def test_method_none_needs_no_teacher(tmp_path, data):
     brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
     assert brain.optimizer_step == 2
     assert set(brain.train_stats) == {"loss", "student_loss"}
+    meta = brain.hparams.train_logger.records[-1][0]
+    assert "tau" not in meta  # no curriculum without TRKD
 
 
 @pytest.mark.parametrize(
