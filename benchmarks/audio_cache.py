@@ -1,0 +1,453 @@
+"""Decode a corpus once into one int16 array and serve it from memory.
+
+The benchmark trains dozens of students on the same corpus. Decoding its
+Ogg Opus files again for every crop of every epoch of every run would spend
+the device's time on the CPU, so the whole ``<data_folder>/wav`` tree is
+decoded once (in parallel) into ``<cache_folder>/audio.npy`` (int16, every
+file one after the other) with an index of ``[offset, length]`` per file.
+Every process maps that file read-only: the operating system keeps one copy
+in memory for all of them.
+
+The recipe reads audio through ``speechbrain.dataio.audio_io``; the
+benchmark swaps the ``audio_io`` name inside the recipe's modules for a
+:class:`CachedAudioIO`, which answers ``load`` and ``info`` from the cache
+and hands any file it does not hold (e.g. an extra trial list of another
+corpus) to the real ``audio_io``. The recipe's own code runs unchanged.
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from speechbrain.dataio import audio_io
+
+INDEX_FILE = "index.json"
+SAMPLES_FILE = "audio.npy"
+INT16_SCALE = 32768.0
+
+
+def list_audio_files(data_folder):
+    """Lists every file under ``<data_folder>/wav``, sorted.
+
+    Arguments
+    ---------
+    data_folder : str
+        A corpus root in VoxCeleb layout.
+
+    Returns
+    -------
+    list of str
+        Paths relative to ``data_folder`` (``wav/<spk>/<session>/<utt>``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "wav", "s1", "a"))
+    >>> open(os.path.join(root, "wav", "s1", "a", "u.wav"), "w").close()
+    >>> list_audio_files(root)
+    ['wav/s1/a/u.wav']
+    """
+    wav_root = os.path.join(data_folder, "wav")
+    if not os.path.isdir(wav_root):
+        raise FileNotFoundError(
+            f"{wav_root} does not exist: data_folder must hold "
+            "wav/<speaker>/<session>/<utterance>"
+        )
+    files = []
+    for folder, _, names in os.walk(wav_root):
+        for name in names:
+            path = os.path.join(folder, name)
+            files.append(os.path.relpath(path, data_folder))
+    if not files:
+        raise FileNotFoundError(f"no audio files under {wav_root}")
+    return sorted(files)
+
+
+def _decode_into(job):
+    """Decodes files into their slices of the shared int16 array."""
+    samples_path, data_folder, entries = job
+    samples = np.load(samples_path, mmap_mode="r+")
+    for relpath, offset, length in entries:
+        path = os.path.join(data_folder, relpath)
+        signal, _ = audio_io.load(path, dtype=torch.float32)
+        mono = signal.mean(dim=0).numpy()
+        if mono.shape[0] != length:
+            raise ValueError(
+                f"{path}: decoded {mono.shape[0]} samples, but its header "
+                f"announces {length}"
+            )
+        scaled = np.clip(np.round(mono * INT16_SCALE), -32768, 32767)
+        samples[offset : offset + length] = scaled.astype(np.int16)
+    samples.flush()
+
+
+def build_audio_cache(data_folder, cache_folder, num_workers=None):
+    """Decodes every file of a corpus into ``cache_folder`` (once).
+
+    A cache whose index names the same data folder and the same files is
+    reused as it is. The index is written last, so an interrupted build is
+    started again.
+
+    Arguments
+    ---------
+    data_folder : str
+        The corpus root (``wav/<speaker>/<session>/<utterance>``).
+    cache_folder : str
+        Where ``audio.npy`` and ``index.json`` are written.
+    num_workers : int, optional
+        Decoding processes (default: the CPU count).
+
+    Returns
+    -------
+    AudioCache
+        The loaded cache.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=2,
+    ...     n_dev_speakers=2, sessions_per_speaker=1,
+    ...     utterances_per_session=2, duration=(1.0, 1.5))
+    >>> cache = build_audio_cache(
+    ...     corpus.folder, os.path.join(tmp, "cache"), num_workers=1)
+    >>> len(cache), cache.sample_rate
+    (8, 16000)
+    """
+    data_folder = os.path.realpath(data_folder)
+    files = list_audio_files(data_folder)
+    index_path = os.path.join(cache_folder, INDEX_FILE)
+    if os.path.isfile(index_path):
+        with open(index_path, encoding="utf-8") as fin:
+            index = json.load(fin)
+        if index.get("data_folder") == data_folder and sorted(
+            index.get("files", {})
+        ) == sorted(files):
+            return AudioCache(cache_folder)
+    entries, offset, sample_rate = [], 0, None
+    for relpath in files:
+        info = audio_io.info(os.path.join(data_folder, relpath))
+        if sample_rate is None:
+            sample_rate = info.sample_rate
+        elif info.sample_rate != sample_rate:
+            raise ValueError(
+                f"{os.path.join(data_folder, relpath)} is sampled at "
+                f"{info.sample_rate} Hz, the other files at {sample_rate} Hz"
+            )
+        entries.append((relpath, offset, info.frames))
+        offset += info.frames
+    os.makedirs(cache_folder, exist_ok=True)
+    samples_path = os.path.join(cache_folder, SAMPLES_FILE)
+    samples = np.lib.format.open_memmap(
+        samples_path, mode="w+", dtype=np.int16, shape=(offset,)
+    )
+    del samples
+    num_workers = num_workers or os.cpu_count() or 1
+    chunks = [entries[i::num_workers] for i in range(num_workers)]
+    jobs = [(samples_path, data_folder, c) for c in chunks if c]
+    if num_workers == 1:
+        for job in jobs:
+            _decode_into(job)
+    else:
+        with ProcessPoolExecutor(max_workers=num_workers) as pool:
+            list(pool.map(_decode_into, jobs))
+    index = {
+        "data_folder": data_folder,
+        "sample_rate": sample_rate,
+        "files": {rel: [start, n] for rel, start, n in entries},
+    }
+    with open(index_path + ".tmp", "w", encoding="utf-8") as fout:
+        json.dump(index, fout)
+    os.replace(index_path + ".tmp", index_path)
+    return AudioCache(cache_folder)
+
+
+class AudioCache:
+    """Read-only view of a cache written by :func:`build_audio_cache`.
+
+    Files are looked up by their real path (symbolic links resolved), so
+    the prepared CSVs and the trial lists may name them either way.
+
+    Arguments
+    ---------
+    cache_folder : str
+        Folder holding ``audio.npy`` and ``index.json``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=2,
+    ...     n_dev_speakers=2, sessions_per_speaker=1,
+    ...     utterances_per_session=2, duration=(1.0, 1.5))
+    >>> cache = build_audio_cache(
+    ...     corpus.folder, os.path.join(tmp, "cache"), num_workers=1)
+    >>> path = os.path.join(corpus.folder, list_audio_files(corpus.folder)[0])
+    >>> direct, _ = audio_io.load(path)
+    >>> cached = cache.read(path)
+    >>> bool((cached - direct[0]).abs().max() < 1e-4)
+    True
+    >>> cache.read(path, frame_offset=100, num_frames=50).shape
+    torch.Size([50])
+    """
+
+    def __init__(self, cache_folder):
+        index_path = os.path.join(cache_folder, INDEX_FILE)
+        if not os.path.isfile(index_path):
+            raise FileNotFoundError(
+                f"{index_path} does not exist: build the cache with "
+                "build_audio_cache first"
+            )
+        with open(index_path, encoding="utf-8") as fin:
+            index = json.load(fin)
+        self.data_folder = index["data_folder"]
+        self.sample_rate = index["sample_rate"]
+        self.samples = np.load(
+            os.path.join(cache_folder, SAMPLES_FILE), mmap_mode="r"
+        )
+        self.files = {
+            os.path.join(self.data_folder, rel): tuple(span)
+            for rel, span in index["files"].items()
+        }
+
+    def __len__(self):
+        return len(self.files)
+
+    def span(self, path):
+        """Returns ``(offset, length)`` of a file, or None if not cached.
+
+        Arguments
+        ---------
+        path : str
+            Any path of the file (relative, absolute or through links).
+
+        Returns
+        -------
+        tuple of int or None
+
+        Example
+        -------
+        >>> cache = AudioCache.__new__(AudioCache)
+        >>> cache.files = {"/data/wav/a.wav": (0, 10)}
+        >>> cache.span("/data/wav/a.wav"), cache.span("/data/wav/b.wav")
+        ((0, 10), None)
+        """
+        return self.files.get(os.path.realpath(path))
+
+    def read(self, path, frame_offset=0, num_frames=-1):
+        """Returns samples of a cached file as float32 in [-1, 1).
+
+        Arguments
+        ---------
+        path : str
+            The file.
+        frame_offset : int
+            First sample.
+        num_frames : int
+            Number of samples (-1: to the end of the file).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[num_frames]`` float32 (a copy).
+
+        Example
+        -------
+        >>> cache = AudioCache.__new__(AudioCache)
+        >>> cache.files = {"/d/wav/a.wav": (2, 3)}
+        >>> cache.samples = np.array([9, 9, 16384, -16384, 0], np.int16)
+        >>> cache.read("/d/wav/a.wav").tolist()
+        [0.5, -0.5, 0.0]
+        >>> cache.read("/d/wav/b.wav")
+        Traceback (most recent call last):
+        ...
+        KeyError: 'audio file not in the cache: /d/wav/b.wav'
+        """
+        span = self.span(path)
+        if span is None:
+            raise KeyError(f"audio file not in the cache: {path}")
+        start, length = span
+        if frame_offset < 0 or frame_offset > length:
+            raise ValueError(
+                f"{path}: frame_offset={frame_offset} outside its {length} "
+                "samples"
+            )
+        stop = length if num_frames < 0 else frame_offset + num_frames
+        if stop > length:
+            raise ValueError(
+                f"{path}: asked for samples {frame_offset}..{stop}, the "
+                f"file has {length}"
+            )
+        chunk = self.samples[start + frame_offset : start + stop]
+        return torch.from_numpy(chunk.astype(np.float32) / INT16_SCALE)
+
+
+class CachedAudioIO:
+    """Stands in for ``speechbrain.dataio.audio_io`` inside the recipe.
+
+    ``load`` and ``info`` answer cached files from memory (mono, at the
+    cache's sample rate) and pass every other file to the real module, as
+    does any other attribute.
+
+    Arguments
+    ---------
+    cache : AudioCache
+        The decoded corpus.
+
+    Example
+    -------
+    >>> cache = AudioCache.__new__(AudioCache)
+    >>> cache.files = {"/d/wav/a.wav": (0, 4)}
+    >>> cache.samples = np.array([0, 8192, 16384, 0], np.int16)
+    >>> cache.sample_rate = 16000
+    >>> io = CachedAudioIO(cache)
+    >>> signal, rate = io.load("/d/wav/a.wav", frame_offset=1, num_frames=2)
+    >>> signal.tolist(), rate, io.info("/d/wav/a.wav").frames
+    ([[0.25, 0.5]], 16000, 4)
+    """
+
+    def __init__(self, cache):
+        self.cache = cache
+
+    def load(
+        self,
+        path,
+        *,
+        channels_first=True,
+        dtype=None,
+        always_2d=True,
+        frame_offset=0,
+        num_frames=-1,
+    ):
+        """Returns ``(signal, sample_rate)`` as ``audio_io.load`` does.
+
+        Arguments
+        ---------
+        path : str
+            The file.
+        channels_first : bool
+            ``[1, T]`` (True) or ``[T, 1]``.
+        dtype : torch.dtype, optional
+            Output type (float32 by default).
+        always_2d : bool
+            False returns ``[T]``.
+        frame_offset : int
+            First sample.
+        num_frames : int
+            Number of samples (-1: to the end).
+
+        Returns
+        -------
+        tuple
+            ``(torch.Tensor, int)``.
+
+        Example
+        -------
+        >>> cache = AudioCache.__new__(AudioCache)
+        >>> cache.files = {"/d/wav/a.wav": (0, 2)}
+        >>> cache.samples = np.array([0, 16384], np.int16)
+        >>> cache.sample_rate = 16000
+        >>> CachedAudioIO(cache).load("/d/wav/a.wav", always_2d=False)
+        (tensor([0.0000, 0.5000]), 16000)
+        """
+        if self.cache.span(path) is None:
+            return audio_io.load(
+                path,
+                channels_first=channels_first,
+                dtype=dtype,
+                always_2d=always_2d,
+                frame_offset=frame_offset,
+                num_frames=num_frames,
+            )
+        signal = self.cache.read(path, frame_offset, num_frames)
+        if dtype is not None:
+            signal = signal.to(dtype)
+        if always_2d:
+            signal = signal[None] if channels_first else signal[:, None]
+        return signal, self.cache.sample_rate
+
+    def info(self, path):
+        """Returns the file's metadata as ``audio_io.info`` does.
+
+        Arguments
+        ---------
+        path : str
+            The file.
+
+        Returns
+        -------
+        speechbrain.dataio.audio_io.AudioInfo
+            Cached files are mono 16-bit PCM (format ``"cache"``).
+
+        Example
+        -------
+        >>> cache = AudioCache.__new__(AudioCache)
+        >>> cache.files = {"/d/wav/a.wav": (0, 7)}
+        >>> cache.sample_rate = 8000
+        >>> info = CachedAudioIO(cache).info("/d/wav/a.wav")
+        >>> info.frames, info.sample_rate, info.channels
+        (7, 8000, 1)
+        """
+        span = self.cache.span(path)
+        if span is None:
+            return audio_io.info(path)
+        return audio_io.AudioInfo(
+            sample_rate=self.cache.sample_rate,
+            frames=span[1],
+            channels=1,
+            subtype="PCM_16",
+            format="cache",
+        )
+
+    def __getattr__(self, name):
+        return getattr(audio_io, name)
+
+
+@contextmanager
+def cached_audio(cache, modules):
+    """Makes ``modules`` read audio from ``cache`` inside the block.
+
+    Arguments
+    ---------
+    cache : AudioCache or None
+        The decoded corpus; None leaves the modules as they are.
+    modules : list of module
+        Modules that use the name ``audio_io`` (the recipe's scripts).
+
+    Yields
+    ------
+    None
+
+    Example
+    -------
+    >>> from types import ModuleType
+    >>> module = ModuleType("m")
+    >>> module.audio_io = audio_io
+    >>> with cached_audio(AudioCache.__new__(AudioCache), [module]):
+    ...     type(module.audio_io).__name__
+    'CachedAudioIO'
+    >>> module.audio_io is audio_io
+    True
+    """
+    if cache is None:
+        yield
+        return
+    previous = [module.audio_io for module in modules]
+    for module in modules:
+        module.audio_io = CachedAudioIO(cache)
+    try:
+        yield
+    finally:
+        for module, old in zip(modules, previous, strict=True):
+            module.audio_io = old
