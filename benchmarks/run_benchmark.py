@@ -1,0 +1,1566 @@
+#!/usr/bin/env python3
+"""Benchmark of TRKD against no KD, KD, DKD and GKD on real speech.
+
+One command runs the whole comparison of issue 4 with the recipe's own
+code, resumably:
+
+1. decodes the corpus once into an int16 cache that every process maps
+   (``audio_cache.py``); the recipe reads it through ``audio_io``;
+2. prepares the corpus (``voxceleb_prepare.py``), the trial lists' speakers
+   kept out of training;
+3. fine-tunes the teacher's head on the training speakers
+   (``train_teacher.py`` with ``hparams/finetune_teacher.yaml``), and scores
+   the teacher zero-shot and fine-tuned;
+4. measures throughput (``throughput.py``): the distillation step and a
+   whole epoch, fp32 against bf16 autocast, and the KD loss's share of the
+   step, alone on the device;
+5. distils one student per pair, method and seed (``train_trkd.py`` with
+   the pair's hparams file and overrides only), every method with the same
+   budget, the seeds in concurrent processes on the one device;
+6. scores every student (cosine and AS-norm) on the trial lists and the
+   extra ones, and writes ``results.md``, ``results.csv``, ``runs.csv``,
+   ``throughput.csv`` and ``speed.csv`` to ``--results_folder``.
+
+Finished stages and runs are skipped when the same command runs again (a
+run interrupted mid-way resumes from its last checkpoint), so the benchmark
+can be spread over several calls of a limited length (``--stop_after``).
+See ``benchmarks/README.md``.
+
+To run on a local GPU::
+
+    python benchmarks/run_benchmark.py --precision=bf16
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import argparse
+import csv
+import gc
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import traceback
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RECIPE_DIR = REPO / "recipes" / "VoxCeleb" / "TRKD"
+for _path in (BENCH_DIR, RECIPE_DIR, REPO):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+import demo  # noqa: E402
+import speaker_verification  # noqa: E402
+import torch  # noqa: E402
+import train_teacher  # noqa: E402
+import train_trkd  # noqa: E402
+import voxceleb_prepare  # noqa: E402
+from audio_cache import AudioCache, build_audio_cache, cached_audio  # noqa
+from throughput import measure_throughput  # noqa: E402
+
+PAIRS = {
+    "ecapa_to_small": "ecapa_to_small.yaml",
+    "ecapa_to_resnet": "ecapa_to_resnet.yaml",
+}
+METHODS = (
+    "none",
+    "kd",
+    "dkd",
+    "gkd",
+    "trkd",
+    "trkd_fixed_tau",
+    "trkd_no_mass",
+)
+METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
+SPLIT_RATIO = [90, 10]
+# The speed option compared in the throughput table: baseline, option.
+SPEED_PRECISIONS = ("fp32", "bf16")
+RESULT_FILE = "benchmark_result.json"
+TEACHER_FILE = "benchmark_teacher.json"
+THROUGHPUT_FILE = "throughput.json"
+INVOCATIONS_FILE = "invocations.json"
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+
+def method_overrides(method, fixed_tau=0.3):
+    """The recipe overrides of one benchmark method.
+
+    ``trkd_fixed_tau`` holds tau constant (the exponential curriculum with
+    equal start and end values: hyperpyyaml keeps an entry's class when it
+    is overridden, so the class itself cannot be swapped from the command
+    line); ``trkd_no_mass`` drops the mass term (``lambda_mass: 0``).
+
+    Arguments
+    ---------
+    method : str
+        One of ``METHODS``.
+    fixed_tau : float
+        Tau of ``trkd_fixed_tau``.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> method_overrides("dkd")
+    {'kd_method': 'dkd'}
+    >>> method_overrides("trkd_no_mass")
+    {'kd_method': 'trkd', 'kd_method_options': {'trkd': {'lambda_mass': 0.0}}}
+    >>> method_overrides("trkd_fixed_tau", 0.2)["tau_schedule"]
+    {'tau_init': 0.2, 'tau_final': 0.2}
+    >>> method_overrides("fitnet")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown method 'fitnet'; choose from none, kd, dkd, ...
+    """
+    if method not in METHODS:
+        raise ValueError(
+            f"unknown method {method!r}; choose from {', '.join(METHODS)}"
+        )
+    if method == "trkd_fixed_tau":
+        return {
+            "kd_method": "trkd",
+            "tau_schedule": {"tau_init": fixed_tau, "tau_final": fixed_tau},
+        }
+    if method == "trkd_no_mass":
+        return {
+            "kd_method": "trkd",
+            "kd_method_options": {"trkd": {"lambda_mass": 0.0}},
+        }
+    return {"kd_method": method}
+
+
+def parse_assignments(items, option):
+    """Parses ``KEY=VALUE`` items into an ordered dict of strings.
+
+    Values stay strings: the recipe's YAML parser reads them, so lists and
+    mappings work (``channels=[8,8,16,16]``).
+
+    Arguments
+    ---------
+    items : list of str
+        ``KEY=VALUE`` strings.
+    option : str
+        The command-line option, for the error message.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> parse_assignments(["lr=0.01", "channels=[8, 16]"], "--override")
+    {'lr': '0.01', 'channels': '[8, 16]'}
+    >>> parse_assignments(["lr"], "--override")
+    Traceback (most recent call last):
+    ...
+    ValueError: --override expects KEY=VALUE, got 'lr'
+    """
+    parsed = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
+        parsed[key] = value
+    return parsed
+
+
+def trial_lists(data_folder, names, extra_trials):
+    """Names and locates the base and the extra trial lists.
+
+    Arguments
+    ---------
+    data_folder : str
+        The corpus root; base lists are ``<data_folder>/trials/<name>.txt``.
+    names : list of str
+        Base list names (e.g. ``["O", "H"]``).
+    extra_trials : list of (str, str)
+        ``(root, trials file)`` pairs; each is named by its file stem.
+
+    Returns
+    -------
+    list of dict
+        ``{"name", "root", "path", "extra"}``, base lists first.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "trials"))
+    >>> open(os.path.join(root, "trials", "O.txt"), "w").close()
+    >>> [t["name"] for t in trial_lists(root, ["O"], [])]
+    ['O']
+    >>> trial_lists(root, ["O"], [(root, os.path.join(root, "trials/O.txt"))])
+    Traceback (most recent call last):
+    ...
+    ValueError: extra trial list .../O.txt is named 'O' like another list: ...
+    """
+    lists = []
+    for name in names:
+        path = os.path.join(data_folder, "trials", f"{name}.txt")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"trial list {name!r} not found: {path}")
+        lists.append(
+            {"name": name, "root": data_folder, "path": path, "extra": False}
+        )
+    for root, path in extra_trials or []:
+        name = Path(path).stem
+        if any(t["name"] == name for t in lists):
+            raise ValueError(
+                f"extra trial list {path} is named {name!r} like another "
+                "list: rename the file"
+            )
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"extra trial list not found: {path}")
+        if not os.path.isdir(os.path.join(root, "wav")):
+            raise FileNotFoundError(
+                f"the root {root} of extra trial list {path} has no wav/"
+            )
+        lists.append(
+            {
+                "name": name,
+                "root": os.path.abspath(root),
+                "path": os.path.abspath(path),
+                "extra": True,
+            }
+        )
+    return lists
+
+
+def check_held_out(lists, data_folder, train_speakers):
+    """Raises if an extra list on the training corpus uses its speakers.
+
+    Arguments
+    ---------
+    lists : list of dict
+        From :func:`trial_lists`.
+    data_folder : str
+        The training corpus root.
+    train_speakers : set of str
+        Speakers of the prepared ``train.csv``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "X.txt")
+    >>> _ = open(path, "w").write("1 s1/a/u1.wav s1/a/u2.wav\\n")
+    >>> lists = [{"name": "X", "root": "/d", "path": path, "extra": True}]
+    >>> check_held_out(lists, "/d", {"s1"})
+    Traceback (most recent call last):
+    ...
+    ValueError: extra trial list ... uses training speakers: s1
+    """
+    for trials in lists:
+        if not trials["extra"]:
+            continue
+        if os.path.realpath(trials["root"]) != os.path.realpath(data_folder):
+            continue
+        used = set()
+        with open(trials["path"], encoding="utf-8") as fin:
+            for line in fin:
+                fields = line.split()
+                used.update(f.split("/")[0] for f in fields[1:3])
+        overlap = sorted(used & train_speakers)
+        if overlap:
+            raise ValueError(
+                f"extra trial list {trials['path']} uses training speakers: "
+                f"{', '.join(overlap[:5])}"
+            )
+
+
+# ---------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------
+
+
+def score_lists(encode_fn, lists, output_folder, train_csv, hparams, device):
+    """Scores an encoder on trial lists that may live under several roots.
+
+    Arguments
+    ---------
+    encode_fn : callable
+        ``encode_fn(wavs, wav_lens) -> embeddings`` (eval mode).
+    lists : list of dict
+        From :func:`trial_lists`.
+    output_folder : str
+        Score files go to ``<output_folder>/scores``.
+    train_csv : str
+        The AS-norm cohort (the prepared ``train.csv``).
+    hparams : dict or object
+        ``verification_backends``, ``cohort_utterances_per_speaker``,
+        ``asnorm_top_n``, ``verification_batch_size``, ``sample_rate``.
+    device : str
+        Where the encoder runs.
+
+    Returns
+    -------
+    dict
+        ``{list: {backend: {metric: value}}}``.
+
+    Example
+    -------
+    >>> score_lists(None, [], "/tmp/unused", None, {}, "cpu")
+    {}
+    """
+    if not isinstance(hparams, dict):
+        hparams = vars(hparams)
+    by_root = {}
+    for trials in lists:
+        by_root.setdefault(trials["root"], {})[trials["name"]] = trials["path"]
+    metrics = {}
+    for root, named in by_root.items():
+        metrics.update(
+            speaker_verification.evaluate_verification(
+                encode_fn,
+                data_folder=root,
+                trial_lists=named,
+                output_folder=output_folder,
+                backends=hparams["verification_backends"],
+                train_csv=train_csv,
+                cohort_utts_per_speaker=hparams[
+                    "cohort_utterances_per_speaker"
+                ],
+                asnorm_top_n=hparams["asnorm_top_n"],
+                batch_size=hparams["verification_batch_size"],
+                device=device,
+                sample_rate=hparams["sample_rate"],
+            )
+        )
+    return metrics
+
+
+def _free_memory():
+    """Releases Python garbage and cached device memory."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def recipe_modules():
+    """The recipe's modules that read audio through ``audio_io``.
+
+    Returns
+    -------
+    list of module
+
+    Example
+    -------
+    >>> [m.__name__ for m in recipe_modules()]
+    ['train_trkd', 'speaker_verification', 'voxceleb_prepare']
+    """
+    return [train_trkd, speaker_verification, voxceleb_prepare]
+
+
+# ---------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------
+
+
+def run_teacher(config):
+    """Fine-tunes the teacher's head and scores the teacher, once.
+
+    The teacher's file ``benchmark_teacher.json`` (export folder, channels,
+    zero-shot and fine-tuned metrics) marks the stage done.
+
+    Arguments
+    ---------
+    config : dict
+        Built by :func:`main`.
+
+    Returns
+    -------
+    dict
+        The contents of ``benchmark_teacher.json``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(out, "teacher"))
+    >>> with open(os.path.join(out, "teacher", TEACHER_FILE), "w") as f:
+    ...     json.dump({"channels": 1024}, f)
+    >>> run_teacher({"output_folder": out})
+    {'channels': 1024}
+    """
+    teacher_out = os.path.join(config["output_folder"], "teacher")
+    info_path = os.path.join(teacher_out, TEACHER_FILE)
+    if os.path.isfile(info_path):
+        with open(info_path, encoding="utf-8") as fin:
+            return json.load(fin)
+    overrides = dict(
+        config["common"],
+        teacher_source=config["teacher_source"],
+        output_folder=teacher_out,
+        number_of_epochs=config["teacher_epochs"],
+        seed=config["seeds"][0],
+    )
+    overrides.update(config["override"])
+    overrides.update(config["teacher_override"])
+    argv = demo.command_line(
+        str(RECIPE_DIR / "hparams" / "finetune_teacher.yaml"),
+        overrides,
+        config["run_opts"],
+    )
+    tic = time.perf_counter()
+    brain = train_teacher.main(argv)
+    train_s = time.perf_counter() - tic
+    hparams = brain.hparams
+    extras = [t for t in config["lists"] if t["extra"]]
+    fine_tuned = dict(brain.metrics)
+    fine_tuned.update(
+        score_lists(
+            train_trkd.student_encoder(brain),
+            extras,
+            os.path.join(teacher_out, "extra"),
+            config["train_csv"],
+            vars(hparams),
+            brain.device,
+        )
+    )
+    device = brain.device
+    info = {
+        "export_folder": hparams.export_folder,
+        "channels": hparams.channels,
+        "n_speakers": config["n_speakers"],
+        "train_s": train_s,
+        "argv": argv,
+        "fine_tuned": fine_tuned,
+    }
+    settings = {
+        key: getattr(hparams, key)
+        for key in (
+            "verification_backends",
+            "cohort_utterances_per_speaker",
+            "asnorm_top_n",
+            "verification_batch_size",
+            "sample_rate",
+        )
+    }
+    del brain, hparams
+    _free_memory()
+    encoder = speaker_verification.load_pretrained_encoder(
+        config["teacher_source"],
+        os.path.join(teacher_out, "zero_shot", "pretrained"),
+        device,
+    )
+    info["zero_shot"] = score_lists(
+        speaker_verification.pretrained_encode_fn(encoder),
+        config["lists"],
+        os.path.join(teacher_out, "zero_shot"),
+        config["train_csv"],
+        settings,
+        device,
+    )
+    del encoder
+    _free_memory()
+    with open(info_path, "w", encoding="utf-8") as fout:
+        json.dump(info, fout, indent=2)
+    return info
+
+
+def student_argv(config, teacher, pair, method, seed, output_folder):
+    """``train_trkd.py``'s arguments for one student run.
+
+    Arguments
+    ---------
+    config : dict
+        Built by :func:`main`.
+    teacher : dict
+        From :func:`run_teacher`.
+    pair : str
+        A key of ``PAIRS``.
+    method : str
+        One of ``METHODS``.
+    seed : int
+        The run's seed.
+    output_folder : str
+        The run's folder.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> config = {
+    ...     "common": {"batch_size": 4}, "epochs": 2, "override": {},
+    ...     "student_override": {}, "pair_override": {}, "fixed_tau": 0.3,
+    ...     "run_opts": {"device": "cpu"},
+    ... }
+    >>> teacher = {"export_folder": "/t", "n_speakers": 5, "channels": 32}
+    >>> argv = student_argv(config, teacher, "ecapa_to_small", "kd", 7, "/o")
+    >>> argv[1:]
+    ['--batch_size=4', '--teacher_source=/t', '--teacher_n_classes=5',
+     '--teacher_channels=32', '--number_of_epochs=2', '--seed=7',
+     '--output_folder=/o', '--kd_method=kd', '--device=cpu']
+    """
+    overrides = dict(
+        config["common"],
+        teacher_source=teacher["export_folder"],
+        teacher_n_classes=teacher["n_speakers"],
+        teacher_channels=teacher["channels"],
+        number_of_epochs=config["epochs"],
+        seed=seed,
+        output_folder=output_folder,
+    )
+    overrides.update(method_overrides(method, config["fixed_tau"]))
+    overrides.update(config["override"])
+    overrides.update(config["student_override"])
+    overrides.update(config["pair_override"].get(pair, {}))
+    return demo.command_line(
+        str(RECIPE_DIR / "hparams" / PAIRS[pair]), overrides, config["run_opts"]
+    )
+
+
+def run_throughput(config, teacher):
+    """Measures throughput per pair, method and precision, once each.
+
+    Results accumulate in ``throughput.json``; measured entries are not
+    measured again. The first of ``throughput_methods`` also times a whole
+    epoch. Nothing starts after the deadline.
+
+    Arguments
+    ---------
+    config : dict
+        Built by :func:`main`.
+    teacher : dict
+        From :func:`run_teacher`.
+
+    Returns
+    -------
+    list of dict
+        One row per measured configuration.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run_throughput({"output_folder": tempfile.mkdtemp(),
+    ...                 "throughput_methods": []}, teacher={})
+    []
+    """
+    path = os.path.join(config["output_folder"], THROUGHPUT_FILE)
+    done = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fin:
+            done = {row["key"]: row for row in json.load(fin)}
+    methods = config["throughput_methods"]
+    for pair in config.get("pairs", []) if methods else []:
+        for method in methods:
+            for precision in SPEED_PRECISIONS:
+                key = f"{pair}/{method}/{precision}"
+                if key in done:
+                    continue
+                if time.time() > config["deadline"]:
+                    print(f"throughput {key}: past --stop_after, left out")
+                    continue
+                folder = os.path.join(
+                    config["output_folder"], "throughput", pair, method
+                )
+                argv = student_argv(
+                    dict(
+                        config,
+                        run_opts=dict(config["run_opts"], precision=precision),
+                    ),
+                    teacher,
+                    pair,
+                    method,
+                    config["seeds"][0],
+                    os.path.join(folder, precision),
+                )
+                result = measure_throughput(
+                    argv,
+                    steps=config["throughput_steps"],
+                    warmup=config["throughput_warmup"],
+                    profile_steps=config["profile_steps"],
+                    time_epoch=method == methods[0],
+                )
+                row = {
+                    "key": key,
+                    "pair": pair,
+                    "method": method,
+                    "precision": precision,
+                }
+                row.update(result)
+                done[key] = row
+                with open(path, "w", encoding="utf-8") as fout:
+                    json.dump(list(done.values()), fout, indent=2)
+    return list(done.values())
+
+
+def run_student(job, spec):
+    """Trains and scores one student (in a worker process).
+
+    Arguments
+    ---------
+    job : dict
+        ``argv``, ``pair``, ``method``, ``seed``, ``output_folder``.
+    spec : dict
+        ``lists`` (extra lists are scored here too) and ``train_csv``.
+
+    Returns
+    -------
+    dict
+        Written to ``<output_folder>/benchmark_result.json``.
+
+    Example
+    -------
+    >>> run_student({"argv": ["/no/such.yaml"]}, {})
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: [Errno 2] No such file or directory: '/no/such.yaml'
+    """
+    tic = time.perf_counter()
+    brain = train_trkd.main(job["argv"])
+    train_s = time.perf_counter() - tic
+    metrics = dict(brain.metrics)
+    extras = [t for t in spec["lists"] if t["extra"]]
+    metrics.update(
+        score_lists(
+            train_trkd.student_encoder(brain),
+            extras,
+            os.path.join(job["output_folder"], "extra"),
+            spec["train_csv"],
+            brain.hparams,
+            brain.device,
+        )
+    )
+    params = sum(p.numel() for p in brain.modules.embedding_model.parameters())
+    result = {
+        key: job[key] for key in ("pair", "method", "seed", "output_folder")
+    }
+    result.update(
+        train_s=train_s, params=params, metrics=metrics, argv=job["argv"]
+    )
+    with open(
+        os.path.join(job["output_folder"], RESULT_FILE), "w", encoding="utf-8"
+    ) as fout:
+        json.dump(result, fout, indent=2)
+    del brain
+    _free_memory()
+    return result
+
+
+def run_jobs(spec_file):
+    """Worker process: runs its student jobs one after the other.
+
+    A failing job is logged (``FAILED.txt`` in its folder, with the
+    traceback) and the next one starts; no job starts past the deadline.
+
+    Arguments
+    ---------
+    spec_file : str
+        JSON with ``jobs``, ``cache_folder``, ``lists``, ``train_csv`` and
+        ``deadline``.
+
+    Returns
+    -------
+    int
+        The number of failed jobs.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> spec = os.path.join(tempfile.mkdtemp(), "spec.json")
+    >>> with open(spec, "w") as f:
+    ...     json.dump({"jobs": [], "cache_folder": None, "lists": [],
+    ...                "train_csv": None, "deadline": None}, f)
+    >>> run_jobs(spec)
+    0
+    """
+    with open(spec_file, encoding="utf-8") as fin:
+        spec = json.load(fin)
+    cache = AudioCache(spec["cache_folder"]) if spec["cache_folder"] else None
+    failures = 0
+    with cached_audio(cache, recipe_modules()):
+        for job in spec["jobs"]:
+            deadline = spec["deadline"]
+            if deadline is not None and time.time() > deadline:
+                print(f"{job['output_folder']}: past --stop_after, left out")
+                continue
+            os.makedirs(job["output_folder"], exist_ok=True)
+            failed = os.path.join(job["output_folder"], "FAILED.txt")
+            try:
+                run_student(job, spec)
+            except Exception:
+                failures += 1
+                with open(failed, "w", encoding="utf-8") as fout:
+                    fout.write(traceback.format_exc())
+                print(f"{job['output_folder']} failed, see {failed}")
+                _free_memory()
+            else:
+                if os.path.isfile(failed):
+                    os.remove(failed)
+    return failures
+
+
+def run_students(config, teacher):
+    """Starts the worker processes on the student runs not done yet.
+
+    Jobs are ordered pair, method, seed and dealt round-robin to
+    ``workers`` processes, so that with one worker per seed the seeds of a
+    method train at the same time. Worker logs go to
+    ``<output_folder>/logs``.
+
+    Arguments
+    ---------
+    config : dict
+        Built by :func:`main`.
+    teacher : dict
+        From :func:`run_teacher`.
+
+    Returns
+    -------
+    int
+        The number of worker processes that reported failures.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run_students({"output_folder": tempfile.mkdtemp(), "pairs": [],
+    ...               "methods": [], "seeds": []}, teacher={})
+    0
+    """
+    jobs = []
+    for pair in config["pairs"]:
+        for method in config["methods"]:
+            for seed in config["seeds"]:
+                folder = os.path.join(
+                    config["output_folder"],
+                    "students",
+                    pair,
+                    method,
+                    str(seed),
+                )
+                if os.path.isfile(os.path.join(folder, RESULT_FILE)):
+                    continue
+                jobs.append(
+                    {
+                        "pair": pair,
+                        "method": method,
+                        "seed": seed,
+                        "output_folder": folder,
+                        "argv": student_argv(
+                            config, teacher, pair, method, seed, folder
+                        ),
+                    }
+                )
+    if not jobs:
+        return 0
+    log_dir = os.path.join(config["output_folder"], "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    n_workers = max(1, min(config["workers"], len(jobs)))
+    processes = []
+    for worker in range(n_workers):
+        spec_file = os.path.join(log_dir, f"worker{worker}.json")
+        with open(spec_file, "w", encoding="utf-8") as fout:
+            json.dump(
+                {
+                    "jobs": jobs[worker::n_workers],
+                    "cache_folder": config["cache_folder"],
+                    "lists": config["lists"],
+                    "train_csv": config["train_csv"],
+                    "deadline": config["deadline"],
+                },
+                fout,
+                indent=2,
+            )
+        log = open(
+            os.path.join(log_dir, f"worker{worker}.log"), "a", encoding="utf-8"
+        )
+        command = [sys.executable, __file__, "--run_jobs", spec_file]
+        processes.append(
+            (
+                subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+                ),
+                log,
+            )
+        )
+    failed = 0
+    for process, log in processes:
+        failed += process.wait() != 0
+        log.close()
+    return failed
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def _mean_std(values):
+    """Mean and sample standard deviation (NaN for a single value)."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return mean, std
+
+
+def collect_runs(output_folder):
+    """Reads every finished student run.
+
+    Arguments
+    ---------
+    output_folder : str
+        The benchmark's output folder.
+
+    Returns
+    -------
+    list of dict
+        One row per run, list and backend: ``pair``, ``method``, ``seed``,
+        ``list``, ``backend``, the metrics, ``train_s`` and ``params_M``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> collect_runs(tempfile.mkdtemp())
+    []
+    """
+    rows = []
+    root = Path(output_folder) / "students"
+    for path in sorted(root.glob(f"*/*/*/{RESULT_FILE}")):
+        with open(path, encoding="utf-8") as fin:
+            result = json.load(fin)
+        for list_name, per_backend in result["metrics"].items():
+            for backend, values in per_backend.items():
+                row = {
+                    "pair": result["pair"],
+                    "method": result["method"],
+                    "seed": result["seed"],
+                    "list": list_name,
+                    "backend": backend,
+                }
+                row.update({m: values[m] for m in METRICS})
+                row["train_s"] = result["train_s"]
+                row["params_M"] = result["params"] / 1e6
+                rows.append(row)
+    return rows
+
+
+def aggregate(runs, teacher=None):
+    """Mean and standard deviation over seeds, teacher rows first.
+
+    Arguments
+    ---------
+    runs : list of dict
+        From :func:`collect_runs`.
+    teacher : dict, optional
+        From :func:`run_teacher` (``zero_shot`` and ``fine_tuned``).
+
+    Returns
+    -------
+    list of dict
+        ``pair``, ``method``, ``list``, ``backend``, ``seeds`` and
+        ``<metric>_mean`` / ``<metric>_std``.
+
+    Example
+    -------
+    >>> runs = [
+    ...     {"pair": "p", "method": "kd", "seed": s, "list": "O",
+    ...      "backend": "cosine", "eer": e, "min_dcf_0.01": 0.5,
+    ...      "min_dcf_0.05": 0.3}
+    ...     for s, e in [(1, 4.0), (2, 6.0)]
+    ... ]
+    >>> row = aggregate(runs)[0]
+    >>> row["seeds"], row["eer_mean"], round(row["eer_std"], 3)
+    (2, 5.0, 1.414)
+    """
+    rows = []
+    for name in ("zero_shot", "fine_tuned"):
+        for list_name, per_backend in (teacher or {}).get(name, {}).items():
+            for backend, values in per_backend.items():
+                row = {
+                    "pair": "teacher",
+                    "method": name,
+                    "list": list_name,
+                    "backend": backend,
+                    "seeds": 1,
+                }
+                for metric in METRICS:
+                    row[f"{metric}_mean"] = values[metric]
+                    row[f"{metric}_std"] = float("nan")
+                rows.append(row)
+    groups = {}
+    for run in runs:
+        key = (run["pair"], run["method"], run["list"], run["backend"])
+        groups.setdefault(key, []).append(run)
+    for (pair, method, list_name, backend), group in groups.items():
+        row = {
+            "pair": pair,
+            "method": method,
+            "list": list_name,
+            "backend": backend,
+            "seeds": len(group),
+        }
+        for metric in METRICS:
+            mean, std = _mean_std([r[metric] for r in group])
+            row[f"{metric}_mean"] = mean
+            row[f"{metric}_std"] = std
+        rows.append(row)
+    return rows
+
+
+def speed_ratios(throughput):
+    """Option-over-baseline ratios of the throughput measurements.
+
+    Arguments
+    ---------
+    throughput : list of dict
+        From :func:`run_throughput`.
+
+    Returns
+    -------
+    list of dict
+        Per pair and method: ``option`` and the ratios of step and epoch
+        samples/s (option / baseline; > 1 is faster).
+
+    Example
+    -------
+    >>> rows = [
+    ...     {"pair": "p", "method": "kd", "precision": "fp32",
+    ...      "step_samples_per_s": 100.0},
+    ...     {"pair": "p", "method": "kd", "precision": "bf16",
+    ...      "step_samples_per_s": 250.0},
+    ... ]
+    >>> speed_ratios(rows)
+    [{'pair': 'p', 'method': 'kd', 'option': 'bf16 vs fp32',
+      'step_speedup': 2.5, 'epoch_speedup': nan}]
+    """
+    base, option = SPEED_PRECISIONS
+    by_key = {(r["pair"], r["method"], r["precision"]): r for r in throughput}
+    ratios = []
+    for pair, method, precision in by_key:
+        if precision != base or (pair, method, option) not in by_key:
+            continue
+        slow, fast = by_key[pair, method, base], by_key[pair, method, option]
+        row = {"pair": pair, "method": method, "option": f"{option} vs {base}"}
+        for name in ("step", "epoch"):
+            key = f"{name}_samples_per_s"
+            if key in slow and key in fast:
+                row[f"{name}_speedup"] = fast[key] / slow[key]
+            else:
+                row[f"{name}_speedup"] = float("nan")
+        ratios.append(row)
+    return ratios
+
+
+def _fmt(value, digits):
+    """Formats a number, '-' for a missing or NaN one."""
+    if value is None or value == "" or value != value:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:.{digits}f}"
+
+
+def _write_csv(path, rows, columns):
+    """Writes rows (dicts) with the given columns."""
+    with open(path, "w", newline="", encoding="utf-8") as fout:
+        writer = csv.DictWriter(fout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _metric_table(rows, lists, backends):
+    """Markdown rows: one per (pair, method), mean ± std per list/backend."""
+    table = {}
+    for row in rows:
+        key = (row["pair"], row["method"])
+        cells = table.setdefault(
+            key,
+            {"pair": row["pair"], "method": row["method"], "seeds": "-"},
+        )
+        cells["seeds"] = str(row["seeds"])
+        prefix = f"{row['list']} {row['backend']}"
+        for metric, label, digits in (
+            ("eer", "EER %", 2),
+            ("min_dcf_0.01", "minDCF 0.01", 3),
+        ):
+            mean = _fmt(row[f"{metric}_mean"], digits)
+            std = _fmt(row[f"{metric}_std"], digits)
+            cells[f"{prefix} {label}"] = (
+                mean if std == "-" else f"{mean} ± {std}"
+            )
+    columns = ["pair", "method", "seeds"]
+    for list_name in lists:
+        for backend in backends:
+            for label in ("EER %", "minDCF 0.01"):
+                columns.append(f"{list_name} {backend} {label}")
+    return [{c: cells.get(c, "-") for c in columns} for cells in table.values()]
+
+
+def write_report(config, teacher, throughput, invocations):
+    """Writes the markdown and CSV results.
+
+    Arguments
+    ---------
+    config : dict
+        Built by :func:`main`.
+    teacher : dict or None
+        From :func:`run_teacher`.
+    throughput : list of dict
+        From :func:`run_throughput`.
+    invocations : list of dict
+        Every command that worked on this output folder (command, git
+        revision, hardware, wall time).
+
+    Returns
+    -------
+    list of str
+        The files written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> config = {
+    ...     "output_folder": tempfile.mkdtemp(),
+    ...     "results_folder": tempfile.mkdtemp(), "lists": [],
+    ...     "pairs": [], "methods": [], "seeds": [], "summary": {},
+    ... }
+    >>> sorted(os.path.basename(p) for p in write_report(config, None, [], []))
+    ['results.csv', 'results.md', 'runs.csv', 'speed.csv', 'throughput.csv']
+    """
+    results = config["results_folder"]
+    os.makedirs(results, exist_ok=True)
+    runs = collect_runs(config["output_folder"])
+    rows = aggregate(runs, teacher)
+    metric_cols = [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    files = [os.path.join(results, name) for name in ("results.csv",)]
+    _write_csv(
+        files[0],
+        rows,
+        ["pair", "method", "list", "backend", "seeds", *metric_cols],
+    )
+    files.append(os.path.join(results, "runs.csv"))
+    _write_csv(
+        files[-1],
+        runs,
+        [
+            "pair",
+            "method",
+            "seed",
+            "list",
+            "backend",
+            *METRICS,
+            "train_s",
+            "params_M",
+        ],
+    )
+    throughput_cols = [
+        "pair",
+        "method",
+        "precision",
+        "batch_size",
+        "step_ms",
+        "step_samples_per_s",
+        "epoch_s",
+        "epoch_samples",
+        "epoch_samples_per_s",
+        "kd_loss_ms",
+        "kd_step_ms",
+        "kd_loss_share",
+        "kd_share_clock",
+    ]
+    files.append(os.path.join(results, "throughput.csv"))
+    _write_csv(files[-1], throughput, throughput_cols)
+    ratios = speed_ratios(throughput)
+    files.append(os.path.join(results, "speed.csv"))
+    speed_cols = ["pair", "method", "option", "step_speedup", "epoch_speedup"]
+    _write_csv(files[-1], ratios, speed_cols)
+
+    lists = [t["name"] for t in config["lists"]]
+    backends = list(dict.fromkeys(r["backend"] for r in rows)) or ["cosine"]
+    lines = ["# TRKD benchmark", ""]
+    lines.append(
+        "Generated by `benchmarks/run_benchmark.py` from real runs; every "
+        "number below was measured by the commands listed here."
+    )
+    lines += ["", "## Runs", ""]
+    total = 0.0
+    for number, inv in enumerate(invocations, 1):
+        total += inv["wall_s"]
+        lines.append(
+            f"{number}. `{inv['command']}`  \n   git {inv['git_revision']}, "
+            f"{inv['hardware']}, torch {inv['torch']}, wall time "
+            f"{inv['wall_s']:.0f} s"
+        )
+    lines += ["", f"Total wall time: {total:.0f} s.", ""]
+    lines += ["## Configuration", ""]
+    for key, value in config["summary"].items():
+        lines.append(f"- {key}: {value}")
+    lines += ["", "## Verification (mean ± std over seeds)", ""]
+    lines.append(
+        "Teacher rows: the pretrained teacher zero-shot, and with its head "
+        "fine-tuned on the training speakers (one run each). With the "
+        "backbone frozen (finetune_teacher.yaml's default) the two embed "
+        "alike, so they score alike: only the head, which the students "
+        "distil, is new."
+    )
+    table = _metric_table(rows, lists, backends)
+    lines += ["", demo.markdown_table(table) if table else "(no runs yet)"]
+    expected = {
+        (p, m, s)
+        for p in config["pairs"]
+        for m in config["methods"]
+        for s in config["seeds"]
+    }
+    done = {(r["pair"], r["method"], r["seed"]) for r in runs}
+    missing = sorted(expected - done)
+    if missing:
+        lines += ["", f"Runs not finished ({len(missing)}):", ""]
+        lines += [f"- {p} {m} seed {s}" for p, m, s in missing]
+    lines += ["", "## Throughput", ""]
+    if throughput:
+        lines.append(
+            "samples/s count the loader's examples (with `concat_original` "
+            "the models see each twice); the step is timed on one fixed "
+            "batch, the epoch through the data loader. KD loss share: the "
+            "loss's forward and backward over the whole step, from "
+            "torch.profiler (kernel time on CUDA, CPU time on the CPU)."
+        )
+        table = [
+            {
+                "pair": r["pair"],
+                "method": r["method"],
+                "precision": r["precision"],
+                "batch": str(r["batch_size"]),
+                "step ms": _fmt(r["step_ms"], 1),
+                "step samples/s": _fmt(r["step_samples_per_s"], 1),
+                "epoch samples/s": _fmt(r.get("epoch_samples_per_s"), 1),
+                "KD loss share %": _fmt(
+                    100 * r["kd_loss_share"] if "kd_loss_share" in r else None,
+                    2,
+                ),
+            }
+            for r in throughput
+        ]
+        lines += ["", demo.markdown_table(table), ""]
+        if ratios:
+            table = [
+                {
+                    "pair": r["pair"],
+                    "method": r["method"],
+                    "option": r["option"],
+                    "step speed-up": _fmt(r["step_speedup"], 2),
+                    "epoch speed-up": _fmt(r["epoch_speedup"], 2),
+                }
+                for r in ratios
+            ]
+            lines += [demo.markdown_table(table)]
+    else:
+        lines.append("(not measured)")
+    files.append(os.path.join(results, "results.md"))
+    with open(files[-1], "w", encoding="utf-8") as fout:
+        fout.write("\n".join(lines) + "\n")
+    return files
+
+
+def archive_logs(output_folder, path):
+    """Packs the benchmark's logs and metrics (no checkpoints, no scores).
+
+    Arguments
+    ---------
+    output_folder : str
+        The benchmark's output folder.
+    path : str
+        The ``.tar.gz`` to write.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(out, "log.txt"), "w").write("hello")
+    >>> os.makedirs(os.path.join(out, "scores"))
+    >>> _ = open(os.path.join(out, "scores", "O.txt"), "w").write("1 a b")
+    >>> archive = archive_logs(out, os.path.join(tempfile.mkdtemp(), "a.tgz"))
+    >>> tarfile.open(archive).getnames()
+    ['log.txt']
+    """
+    keep = (".txt", ".json", ".csv", ".yaml", ".log", ".md")
+    with tarfile.open(path, "w:gz") as tar:
+        for folder, dirs, names in os.walk(output_folder):
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if d not in ("scores", "save", "audio_cache", "pretrained")
+                and not os.path.islink(os.path.join(folder, d))
+            )
+            for name in sorted(names):
+                full = os.path.join(folder, name)
+                if name.endswith(keep) and not os.path.islink(full):
+                    tar.add(full, os.path.relpath(full, output_folder))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def git_revision():
+    """The repository's HEAD commit (with ``+changes`` if files differ).
+
+    Returns
+    -------
+    str
+        ``unknown`` without git or a repository.
+
+    Example
+    -------
+    >>> isinstance(git_revision(), str)
+    True
+    """
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        clean = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head if clean.returncode == 0 else f"{head}+changes"
+
+
+def hardware(device):
+    """Names the device the benchmark runs on.
+
+    Arguments
+    ---------
+    device : str
+        ``cuda``, ``cuda:N`` or ``cpu``.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> hardware("cpu").startswith("CPU")
+    True
+    """
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or platform.machine()
+    return f"CPU {name}, {os.cpu_count()} cores"
+
+
+def build_parser():
+    """The command-line parser.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Example
+    -------
+    >>> args = build_parser().parse_args(["--methods", "kd", "trkd"])
+    >>> args.methods, args.seeds, args.precision
+    (['kd', 'trkd'], [1986, 1987, 1988], 'fp32')
+    """
+    shared = REPO.parent / "shared"
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data_folder", default=str(shared / "data" / "openspk")
+    )
+    parser.add_argument(
+        "--teacher_source",
+        default=str(shared / "models" / "spkrec-ecapa-voxceleb"),
+        help="pretrained teacher folder (Hub layout)",
+    )
+    parser.add_argument(
+        "--output_folder",
+        default=str(REPO / "results" / "benchmark"),
+        help="every run's folder; kept, and reused to resume",
+    )
+    parser.add_argument("--results_folder", default=str(BENCH_DIR / "results"))
+    parser.add_argument(
+        "--cache_folder",
+        default=None,
+        help="decoded audio (default: <output_folder>/audio_cache)",
+    )
+    parser.add_argument("--no_cache", action="store_true")
+    parser.add_argument(
+        "--trials",
+        nargs="+",
+        default=["O", "H"],
+        help="base lists <data_folder>/trials/<name>.txt",
+    )
+    parser.add_argument(
+        "--extra_trials",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("ROOT", "TRIALS"),
+        help="another trial list, utterances under ROOT/wav (repeatable)",
+    )
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[1986, 1987, 1988]
+    )
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--teacher_epochs", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--seg_dur", type=float, default=3.0)
+    parser.add_argument(
+        "--num_workers", type=int, default=2, help="data loader workers"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="concurrent student processes (default: one per seed)",
+    )
+    parser.add_argument("--decode_workers", type=int, default=None)
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"], default="fp32"
+    )
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    parser.add_argument(
+        "--fixed_tau", type=float, default=0.3, help="tau of trkd_fixed_tau"
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override for every run, teacher included",
+    )
+    parser.add_argument(
+        "--student_override", action="append", default=[], metavar="KEY=VALUE"
+    )
+    parser.add_argument(
+        "--teacher_override", action="append", default=[], metavar="KEY=VALUE"
+    )
+    parser.add_argument(
+        "--pair_override",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("PAIR", "KEY=VALUE"),
+    )
+    parser.add_argument(
+        "--throughput_methods",
+        nargs="*",
+        default=["trkd", "kd", "dkd"],
+        help="the first also times a whole epoch; none: skip",
+    )
+    parser.add_argument("--throughput_steps", type=int, default=10)
+    parser.add_argument("--throughput_warmup", type=int, default=3)
+    parser.add_argument("--profile_steps", type=int, default=3)
+    parser.add_argument(
+        "--stop_after",
+        type=float,
+        default=None,
+        help="seconds after which no new stage or run starts",
+    )
+    parser.add_argument(
+        "--archive", default=None, help="also pack the logs into this .tgz"
+    )
+    parser.add_argument("--git_revision", default=None)
+    return parser
+
+
+def main(argv=None):
+    """Runs (or resumes) the benchmark and writes the results.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        The command line (``sys.argv[1:]`` by default).
+
+    Returns
+    -------
+    int
+        0, or 1 when a run failed.
+
+    Example
+    -------
+    >>> main(["--methods", "fitnet"])
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown method 'fitnet'; choose from none, kd, dkd, ...
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--run_jobs"]:
+        return 1 if run_jobs(argv[1]) else 0
+    start = time.time()
+    args = build_parser().parse_args(argv)
+    for method in [*args.methods, *args.throughput_methods]:
+        method_overrides(method)
+    for pair in [*args.pairs, *(p for p, _ in args.pair_override)]:
+        if pair not in PAIRS:
+            raise ValueError(
+                f"unknown pair {pair!r}; choose from {', '.join(PAIRS)}"
+            )
+    data_folder = os.path.abspath(args.data_folder)
+    output_folder = os.path.abspath(args.output_folder)
+    os.makedirs(output_folder, exist_ok=True)
+    cache_folder = os.path.abspath(
+        args.cache_folder or os.path.join(output_folder, "audio_cache")
+    )
+    lists = trial_lists(data_folder, args.trials, args.extra_trials)
+    invocation = {
+        "command": shlex.join(["python", "benchmarks/run_benchmark.py", *argv]),
+        "git_revision": args.git_revision or git_revision(),
+        "hardware": hardware(args.device),
+        "torch": torch.__version__,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    print(f"benchmark: {invocation}", flush=True)
+
+    cache = None
+    if not args.no_cache:
+        tic = time.perf_counter()
+        cache = build_audio_cache(
+            data_folder, cache_folder, num_workers=args.decode_workers
+        )
+        print(
+            f"audio cache: {len(cache)} files, "
+            f"{time.perf_counter() - tic:.1f} s",
+            flush=True,
+        )
+    prep_folder = os.path.join(output_folder, "prep")
+    base_paths = [t["path"] for t in lists if not t["extra"]]
+    with cached_audio(cache, recipe_modules()):
+        voxceleb_prepare.prepare_voxceleb(
+            data_folder,
+            prep_folder,
+            base_paths,
+            split_ratio=SPLIT_RATIO,
+            seg_dur=args.seg_dur,
+        )
+    train_csv = os.path.join(prep_folder, "train.csv")
+    with open(train_csv, newline="", encoding="utf-8") as fin:
+        train_speakers = {row["spk_id"] for row in csv.DictReader(fin)}
+    check_held_out(lists, data_folder, train_speakers)
+    config = {
+        "output_folder": output_folder,
+        "results_folder": os.path.abspath(args.results_folder),
+        "cache_folder": None if args.no_cache else cache_folder,
+        "teacher_source": os.path.abspath(args.teacher_source),
+        "lists": lists,
+        "train_csv": train_csv,
+        "n_speakers": len(train_speakers),
+        "pairs": list(args.pairs),
+        "methods": list(args.methods),
+        "seeds": list(args.seeds),
+        "epochs": args.epochs,
+        "teacher_epochs": args.teacher_epochs,
+        "fixed_tau": args.fixed_tau,
+        "workers": args.workers or len(args.seeds),
+        "throughput_methods": list(args.throughput_methods),
+        "throughput_steps": args.throughput_steps,
+        "throughput_warmup": args.throughput_warmup,
+        "profile_steps": args.profile_steps,
+        "deadline": (
+            start + args.stop_after if args.stop_after else float("inf")
+        ),
+        "run_opts": {
+            "device": args.device,
+            "precision": args.precision,
+            "noprogressbar": True,
+        },
+        "common": {
+            "data_folder": data_folder,
+            "verification_lists": base_paths,
+            "prep_folder": prep_folder,
+            "split_ratio": SPLIT_RATIO,
+            "seg_dur": args.seg_dur,
+            "out_n_neurons": len(train_speakers),
+            "batch_size": args.batch_size,
+            "num_workers": args.num_workers,
+            "verification_backends": ["cosine", "asnorm"],
+        },
+        "override": parse_assignments(args.override, "--override"),
+        "student_override": parse_assignments(
+            args.student_override, "--student_override"
+        ),
+        "teacher_override": parse_assignments(
+            args.teacher_override, "--teacher_override"
+        ),
+        "pair_override": {},
+    }
+    for pair, item in args.pair_override:
+        config["pair_override"].setdefault(pair, {}).update(
+            parse_assignments([item], "--pair_override")
+        )
+    if config["deadline"] == float("inf"):
+        config["deadline"] = time.time() + 10**9
+    manifest = os.path.join(data_folder, "stage_manifest.json")
+    config["summary"] = {
+        "data": f"{data_folder} ({len(train_speakers)} training speakers)",
+        "staged data": (
+            f"see {manifest}" if os.path.isfile(manifest) else "original"
+        ),
+        "teacher": config["teacher_source"],
+        "pairs": ", ".join(config["pairs"]),
+        "methods": ", ".join(config["methods"]),
+        "seeds": ", ".join(map(str, config["seeds"])),
+        "student epochs": args.epochs,
+        "teacher epochs (head)": args.teacher_epochs,
+        "batch size": args.batch_size,
+        "precision": args.precision,
+        "fixed tau (trkd_fixed_tau)": args.fixed_tau,
+        "overrides (all runs)": config["override"] or "none",
+        "student overrides": config["student_override"] or "none",
+        "teacher overrides": config["teacher_override"] or "none",
+        "pair overrides": config["pair_override"] or "none",
+        "lists": ", ".join(
+            f"{t['name']} ({t['path']})" for t in config["lists"]
+        ),
+    }
+
+    failed = 0
+    teacher = None
+    throughput = []
+    if time.time() <= config["deadline"]:
+        with cached_audio(cache, recipe_modules()):
+            teacher = run_teacher(config)
+            throughput = run_throughput(config, teacher)
+        failed = run_students(config, teacher)
+    else:
+        print("past --stop_after before the teacher stage: nothing run")
+
+    invocation["wall_s"] = time.time() - start
+    log_path = os.path.join(output_folder, INVOCATIONS_FILE)
+    invocations = []
+    if os.path.isfile(log_path):
+        with open(log_path, encoding="utf-8") as fin:
+            invocations = json.load(fin)
+    invocations.append(invocation)
+    with open(log_path, "w", encoding="utf-8") as fout:
+        json.dump(invocations, fout, indent=2)
+    files = write_report(config, teacher, throughput, invocations)
+    if args.archive:
+        files.append(archive_logs(output_folder, args.archive))
+    print("written: " + ", ".join(files), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

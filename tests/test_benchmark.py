@@ -1,0 +1,182 @@
+"""CPU smoke test of the GPU benchmark harness on a tiny generated corpus.
+
+The whole harness runs end to end (audio cache, preparation, teacher head,
+zero-shot scoring, throughput with the profiler, a student worker process,
+an extra trial list on another corpus, the report), then runs again and
+must resume without training anything twice.
+"""
+
+import csv
+import json
+import os
+import sys
+
+import pytest
+from recipe_runner import REPO
+
+from speechbrain_trkd.synthetic import make_synthetic_corpus
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import run_benchmark  # noqa: E402
+
+
+def read_csv(path):
+    """Header and rows of a CSV file."""
+    with open(path, newline="", encoding="utf-8") as fin:
+        reader = csv.DictReader(fin)
+        return reader.fieldnames, list(reader)
+
+
+@pytest.fixture(scope="module")
+def bench_run(recipe_runner, tmp_path_factory):
+    """Runs the harness once on the recipe tests' corpus and teacher."""
+    root = tmp_path_factory.mktemp("benchmark")
+    teacher = recipe_runner.teacher_export("finetune_teacher")
+    extra = make_synthetic_corpus(
+        root / "extra",
+        n_train_speakers=2,
+        n_dev_speakers=2,
+        sessions_per_speaker=1,
+        utterances_per_session=2,
+        duration=(1.0, 1.5),
+        seed=7,
+    )
+    argv = [
+        "--data_folder",
+        recipe_runner.values["data_folder"],
+        "--teacher_source",
+        teacher,
+        "--output_folder",
+        str(root / "out"),
+        "--results_folder",
+        str(root / "results"),
+        "--trials",
+        "O",
+        "--extra_trials",
+        extra.folder,
+        os.path.join(extra.folder, "trials", "O.txt"),
+        "--pairs",
+        "ecapa_to_small",
+        "--methods",
+        "none",
+        "trkd",
+        "--seeds",
+        "3",
+        "--epochs",
+        "1",
+        "--teacher_epochs",
+        "1",
+        "--batch_size",
+        "4",
+        "--seg_dur",
+        "1.0",
+        "--num_workers",
+        "0",
+        "--decode_workers",
+        "1",
+        "--device",
+        "cpu",
+        "--override",
+        "sentence_len=1.0",
+        "--override",
+        "asnorm_top_n=3",
+        "--teacher_override",
+        "channels=32",
+        "--student_override",
+        "student_channels=16",
+        "--throughput_methods",
+        "trkd",
+        "--throughput_steps",
+        "2",
+        "--throughput_warmup",
+        "1",
+        "--profile_steps",
+        "1",
+        "--git_revision",
+        "test",
+        "--archive",
+        str(root / "logs.tgz"),
+    ]
+    # The extra list's stem is O like the base list: it is renamed.
+    renamed = os.path.join(extra.folder, "trials", "X.txt")
+    os.replace(argv[argv.index("--extra_trials") + 2], renamed)
+    argv[argv.index("--extra_trials") + 2] = renamed
+    assert run_benchmark.main(argv) == 0
+    return root, argv
+
+
+def test_results_tables(bench_run):
+    """results.csv holds teacher and student rows with every column."""
+    root, _ = bench_run
+    header, rows = read_csv(root / "results" / "results.csv")
+    assert header == [
+        "pair",
+        "method",
+        "list",
+        "backend",
+        "seeds",
+        "eer_mean",
+        "eer_std",
+        "min_dcf_0.01_mean",
+        "min_dcf_0.01_std",
+        "min_dcf_0.05_mean",
+        "min_dcf_0.05_std",
+    ]
+    found = {(r["pair"], r["method"], r["list"], r["backend"]) for r in rows}
+    for model in [
+        ("teacher", "zero_shot"),
+        ("teacher", "fine_tuned"),
+        ("ecapa_to_small", "none"),
+        ("ecapa_to_small", "trkd"),
+    ]:
+        for list_name in ("O", "X"):
+            for backend in ("cosine", "asnorm"):
+                assert (*model, list_name, backend) in found
+    for row in rows:
+        assert 0.0 <= float(row["eer_mean"]) <= 100.0
+        assert 0.0 <= float(row["min_dcf_0.01_mean"]) <= 1.0 + 1e-9
+    header, runs = read_csv(root / "results" / "runs.csv")
+    assert {"seed", "eer", "train_s", "params_M"} <= set(header)
+    assert {r["seed"] for r in runs} == {"3"}
+    assert all(float(r["train_s"]) > 0 for r in runs)
+    markdown = (root / "results" / "results.md").read_text(encoding="utf-8")
+    for text in ("--methods none trkd", "git test", "CPU", "## Throughput"):
+        assert text in markdown
+    assert "Runs not finished" not in markdown
+
+
+def test_throughput_tables(bench_run):
+    """Step and epoch samples/s are positive; the loss share is a fraction;
+    the bf16-over-fp32 ratios are written."""
+    root, _ = bench_run
+    _, rows = read_csv(root / "results" / "throughput.csv")
+    assert {(r["method"], r["precision"]) for r in rows} == {
+        ("trkd", "fp32"),
+        ("trkd", "bf16"),
+    }
+    for row in rows:
+        assert float(row["step_samples_per_s"]) > 0
+        assert float(row["epoch_samples_per_s"]) > 0
+        assert int(row["epoch_samples"]) > 0
+        assert 0 < float(row["kd_loss_share"]) < 1
+        assert row["kd_share_clock"] == "cpu"
+    _, ratios = read_csv(root / "results" / "speed.csv")
+    assert len(ratios) == 1 and ratios[0]["option"] == "bf16 vs fp32"
+    assert float(ratios[0]["step_speedup"]) > 0
+    assert float(ratios[0]["epoch_speedup"]) > 0
+
+
+def test_rerun_resumes_without_training(bench_run):
+    """The same command again trains nothing and logs a second run."""
+    root, argv = bench_run
+    result = (
+        root / "out" / "students" / "ecapa_to_small" / "trkd" / "3"
+    ) / run_benchmark.RESULT_FILE
+    before = result.stat().st_mtime_ns
+    assert run_benchmark.main(argv) == 0
+    assert result.stat().st_mtime_ns == before
+    with open(root / "out" / run_benchmark.INVOCATIONS_FILE) as fin:
+        assert len(json.load(fin)) == 2
+    markdown = (root / "results" / "results.md").read_text(encoding="utf-8")
+    assert markdown.count("`python benchmarks/run_benchmark.py") == 2
+    assert (root / "logs.tgz").stat().st_size > 0
