@@ -708,6 +708,7 @@ def run_jobs(spec_file):
 def run_students(config, teacher):
     """Starts the worker processes on the student runs not done yet.
 
+    A run finished with other arguments (another budget) is an error.
     Jobs are ordered pair, method, seed and dealt round-robin to
     ``workers`` processes, so that with one worker per seed the seeds of a
     method train at the same time. Worker logs go to
@@ -743,7 +744,17 @@ def run_students(config, teacher):
                     method,
                     str(seed),
                 )
-                if os.path.isfile(os.path.join(folder, RESULT_FILE)):
+                argv = student_argv(config, teacher, pair, method, seed, folder)
+                done = os.path.join(folder, RESULT_FILE)
+                if os.path.isfile(done):
+                    with open(done, encoding="utf-8") as fin:
+                        previous = json.load(fin)["argv"]
+                    if previous != argv:
+                        raise ValueError(
+                            f"{done} was trained with other settings "
+                            f"({shlex.join(previous)}); every method must "
+                            "share one budget: use another --output_folder"
+                        )
                     continue
                 jobs.append(
                     {
@@ -751,9 +762,7 @@ def run_students(config, teacher):
                         "method": method,
                         "seed": seed,
                         "output_folder": folder,
-                        "argv": student_argv(
-                            config, teacher, pair, method, seed, folder
-                        ),
+                        "argv": argv,
                     }
                 )
     if not jobs:

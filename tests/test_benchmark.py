@@ -180,3 +180,12 @@ def test_rerun_resumes_without_training(bench_run):
     markdown = (root / "results" / "results.md").read_text(encoding="utf-8")
     assert markdown.count("`python benchmarks/run_benchmark.py") == 2
     assert (root / "logs.tgz").stat().st_size > 0
+
+
+def test_rerun_with_another_budget_is_refused(bench_run):
+    """Finished runs with other settings are never mixed into one table."""
+    _, argv = bench_run
+    changed = list(argv)
+    changed[changed.index("--epochs") + 1] = "2"
+    with pytest.raises(ValueError, match="trained with other settings"):
+        run_benchmark.main(changed)
