@@ -30,22 +30,13 @@ Authors
 import os
 import sys
 
-import speechbrain as sb
-import torch
-from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_trkd.brain import DistillationBrain
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_student import export_model  # noqa: E402
-from train_trkd import (  # noqa: E402
-    build_wav_augment,
-    dataio_prep,
-    prepare_data,
-    score_encoder,
-    student_encoder,
-)
+from train_trkd import run_training  # noqa: E402
 
 
 class TeacherBrain(DistillationBrain):
@@ -112,45 +103,16 @@ class TeacherBrain(DistillationBrain):
 
 def main(argv):
     """Trains the teacher, exports it and reports its EER."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    # Pretrained weights drive CPU activations into denormal floats, which
-    # made the ECAPA-1024 teacher 3.7x slower on CPU (21 s -> 5.7 s per 32
-    # crops of 2 s); flushing them to zero changes no result.
-    torch.set_flush_denormal(True)
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
-    prepare_data(hparams)
-    train_data, valid_data, label_encoder = dataio_prep(hparams)
-    hparams["wav_augment"] = build_wav_augment(hparams)
-    pretrainer = hparams.get("backbone_pretrainer")
-    if pretrainer is not None:
-        run_on_main(pretrainer.collect_files)
-        pretrainer.load_collected()
 
-    brain = TeacherBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
-        train_loader_kwargs=hparams["train_dataloader_options"],
-        valid_loader_kwargs=hparams["valid_dataloader_options"],
-    )
-    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
-    if not if_main_process():
+    def load_backbone(hparams, label_encoder):
+        pretrainer = hparams.get("backbone_pretrainer")
+        if pretrainer is not None:
+            run_on_main(pretrainer.collect_files)
+            pretrainer.load_collected()
+
+    brain, hparams = run_training(TeacherBrain, argv, load_backbone)
+    if brain.metrics is None:  # not the main process
         return brain
-    brain.metrics = score_encoder(student_encoder(brain), hparams, brain.device)
     card_metrics = {
         f"{name} {backend} {metric}": round(value, 4)
         for name, per_backend in brain.metrics.items()
