@@ -15,3 +15,11 @@ def test_every_hparams_file_has_a_row():
 def test_recipe_debug_run(recipe_runner, row):
     """The row's script runs 2 debug batches and writes its outputs."""
     recipe_runner.run(row)
+
+
+def test_bf16_distillation(recipe_runner):
+    """--precision=bf16 trains the student, teacher included, under autocast."""
+    row = next(r for r in RECIPE_ROWS if row_id(r) == "ecapa_to_small")
+    recipe_runner.run(
+        row, name="ecapa_to_small_bf16", extra_flags=("--precision=bf16",)
+    )
