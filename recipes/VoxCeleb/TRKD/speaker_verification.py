@@ -728,6 +728,8 @@ def main(argv=None):
     hparams_file, run_opts, overrides = sb.parse_arguments(
         sys.argv[1:] if argv is None else argv
     )
+    # Denormal activations of pretrained weights slow CPU inference ~3.7x.
+    torch.set_flush_denormal(True)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(
