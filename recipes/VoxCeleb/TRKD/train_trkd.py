@@ -44,6 +44,7 @@ from speaker_verification import (  # noqa: E402
     write_metrics,
 )
 from voxceleb_prepare import (  # noqa: E402
+    as_path_list,
     fetch_verification_list,
     prepare_voxceleb,
 )
@@ -406,17 +407,14 @@ def score_encoder(encode_fn, hparams, device):
     >>> sorted(metrics["O"]), sorted(metrics["O"]["cosine"])
     (['asnorm', 'cosine'], ['eer', 'min_dcf_0.01', 'min_dcf_0.05'])
     """
-    sources = hparams["verification_lists"]
-    if isinstance(sources, str):
-        sources = sources.split(",")
     prep = hparams["prep_folder"]
-    lists = [fetch_verification_list(src, prep) for src in sources]
-    data_folder = hparams["data_folder"]
-    if isinstance(data_folder, str):
-        data_folder = data_folder.split(",")
+    lists = [
+        fetch_verification_list(src, prep)
+        for src in as_path_list(hparams["verification_lists"])
+    ]
     metrics = evaluate_verification(
         encode_fn,
-        data_folder=data_folder[0],
+        data_folder=as_path_list(hparams["data_folder"])[0],
         trial_lists=lists,
         output_folder=hparams["output_folder"],
         backends=hparams["verification_backends"],

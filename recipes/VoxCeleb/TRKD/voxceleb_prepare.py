@@ -149,8 +149,8 @@ def prepare_voxceleb(
     }
     if skip_prep:
         return paths
-    folders = [os.path.abspath(f) for f in _as_list(data_folder)]
-    sources = _as_list(verification_lists)
+    folders = [os.path.abspath(f) for f in as_path_list(data_folder)]
+    sources = as_path_list(verification_lists)
     train_share = _check_numbers(split_ratio, seg_dur, min_dur)
     options = {
         "data_folder": folders,
@@ -310,7 +310,7 @@ def scan_audio_files(data_folders):
     """
     found = {}
     stems = {}
-    for folder in _as_list(data_folders):
+    for folder in as_path_list(data_folders):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"Data folder {folder} does not exist")
         wav_root = os.path.join(folder, "wav")
@@ -359,8 +359,25 @@ def _subfolders(folder):
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
 
 
-def _as_list(value):
-    """A list of non-empty strings from a list or a comma-separated string."""
+def as_path_list(value):
+    """A list of non-empty strings from a list or a comma-separated string.
+
+    Arguments
+    ---------
+    value : str, os.PathLike or sequence
+        One path, several comma-separated, or a list of them.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> as_path_list("/data/vox1, /data/vox2")
+    ['/data/vox1', '/data/vox2']
+    >>> as_path_list(["a.txt"])
+    ['a.txt']
+    """
     if isinstance(value, (str, os.PathLike)):
         value = str(value).split(",")
     items = [str(item).strip() for item in value]
