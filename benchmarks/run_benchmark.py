@@ -38,6 +38,7 @@ import argparse
 import csv
 import gc
 import json
+import math
 import os
 import platform
 import shlex
@@ -78,6 +79,42 @@ METHODS = (
     "trkd_fixed_tau",
     "trkd_no_mass",
 )
+_SHARED = REPO.parent / "shared"
+# Defaults of each --profile. "cpu" fits 2 CPU cores: the in-domain teacher
+# (it knows the training speakers, so no head is trained) through a teacher
+# cache, small students (ECAPA C=128, 0.8 M; a ResNet of about 1 M), 2 s
+# crops, no augmentation (the cached views are the crops the teacher saw),
+# two student processes of one thread each.
+PROFILES = {
+    "gpu": {},
+    "cpu": {
+        "teacher_source": str(_SHARED / "models" / "ecapa-openspk"),
+        "teacher_n_classes": 450,
+        "teacher_cache": True,
+        "teacher_cache_views": 2,
+        "teacher_cache_precision": "bf16",
+        "methods": ["none", "kd", "dkd", "trkd", "gkd", "trkd_fixed_tau"],
+        "epochs": 10,
+        "batch_size": 64,
+        "num_workers": 0,
+        "workers": 2,
+        "threads": 1,
+        "device": "cpu",
+        "precision": "bf16",
+        "throughput_methods": [],
+        "student_override": [
+            "sentence_len=2.0",
+            "lr=0.002",
+            "lr_final=0.0002",
+            "wav_augment=null",
+            "ckpt_interval_minutes=5",
+        ],
+        "pair_override": [
+            ["ecapa_to_small", "student_channels=128"],
+            ["ecapa_to_resnet", "student_channels=[16, 32, 64, 128]"],
+        ],
+    },
+}
 METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 SPLIT_RATIO = [90, 10]
 # The speed option compared in the throughput table: baseline, option.
@@ -399,6 +436,11 @@ def run_teacher(config):
     if os.path.isfile(info_path):
         with open(info_path, encoding="utf-8") as fin:
             return json.load(fin)
+    if config.get("teacher_n_classes"):
+        info = score_teacher_as_is(config, teacher_out)
+        with open(info_path, "w", encoding="utf-8") as fout:
+            json.dump(info, fout, indent=2)
+        return info
     overrides = dict(
         config["common"],
         teacher_source=config["teacher_source"],
@@ -470,6 +512,108 @@ def run_teacher(config):
     return info
 
 
+def score_teacher_as_is(config, teacher_out):
+    """Scores a teacher that already knows the training speakers.
+
+    Such a teacher (e.g. one fine-tuned on the corpus) is distilled as it
+    is: no head is trained.
+
+    Arguments
+    ---------
+    config : dict
+        Built by :func:`main` (``teacher_source``, ``teacher_n_classes``,
+        ``lists``, ``train_csv``, ``run_opts``).
+    teacher_out : str
+        Where its scores go.
+
+    Returns
+    -------
+    dict
+        ``export_folder`` (the teacher's folder), ``channels``,
+        ``n_speakers``, ``train_s`` (0) and ``as_is`` (its metrics).
+
+    Example
+    -------
+    >>> score_teacher_as_is({"teacher_source": "/no/such/teacher",
+    ...                      "run_opts": {"device": "cpu"}}, "/tmp/t")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: ...
+    """
+    device = config["run_opts"]["device"]
+    encoder = speaker_verification.load_pretrained_encoder(
+        config["teacher_source"],
+        os.path.join(teacher_out, "pretrained"),
+        device,
+    )
+    settings = {
+        "verification_backends": ["cosine", "asnorm"],
+        "cohort_utterances_per_speaker": 3,
+        "asnorm_top_n": 300,
+        "verification_batch_size": 16,
+        "sample_rate": 16000,
+    }
+    tic = time.perf_counter()
+    metrics = score_lists(
+        speaker_verification.pretrained_encode_fn(encoder),
+        config["lists"],
+        teacher_out,
+        config["train_csv"],
+        settings,
+        device,
+    )
+    info = {
+        "export_folder": config["teacher_source"],
+        "channels": 1024,
+        "n_speakers": config["teacher_n_classes"],
+        "train_s": 0.0,
+        "score_s": time.perf_counter() - tic,
+        "as_is": metrics,
+    }
+    del encoder
+    _free_memory()
+    return info
+
+
+def run_teacher_cache(config, teacher):
+    """Embeds the cache's views of every segment with the teacher, once.
+
+    Every student then trains from ``<output_folder>/teacher_cache``
+    (``--teacher_cache``) without running the teacher. Resumable.
+
+    Arguments
+    ---------
+    config : dict
+        Built by :func:`main`.
+    teacher : dict
+        From :func:`run_teacher`.
+
+    Returns
+    -------
+    float
+        Seconds spent (0 when the cache was already complete).
+    """
+    argv = student_argv(
+        config,
+        teacher,
+        config["pairs"][0],
+        "kd",
+        config["seeds"][0],
+        os.path.join(config["output_folder"], "teacher_cache_run"),
+    )
+    hparams_file, run_opts, overrides = train_trkd.sb.parse_arguments(argv)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = train_trkd.load_hyperpyyaml(fin, overrides)
+    tic = time.perf_counter()
+    torch.set_flush_denormal(True)
+    train_trkd.cache_teacher_outputs(
+        hparams, train_trkd.teacher_embedder, run_opts.get("device", "cpu")
+    )
+    del hparams
+    _free_memory()
+    return time.perf_counter() - tic
+
+
 def student_argv(config, teacher, pair, method, seed, output_folder):
     """``train_trkd.py``'s arguments for one student run.
 
@@ -519,6 +663,12 @@ def student_argv(config, teacher, pair, method, seed, output_folder):
     overrides.update(config["override"])
     overrides.update(config["student_override"])
     overrides.update(config["pair_override"].get(pair, {}))
+    if method == "none":  # distillation settings do not shape these runs
+        overrides = {
+            key: value
+            for key, value in overrides.items()
+            if not key.startswith("kd_") and key != "tau_schedule"
+        }
     return demo.command_line(
         str(RECIPE_DIR / "hparams" / PAIRS[pair]), overrides, config["run_opts"]
     )
@@ -638,18 +788,62 @@ def run_student(job, spec):
     )
     params = sum(p.numel() for p in brain.modules.embedding_model.parameters())
     result = {
-        key: job[key] for key in ("pair", "method", "seed", "output_folder")
+        key: job[key]
+        for key in ("tag", "pair", "method", "seed", "output_folder")
     }
     result.update(
-        train_s=train_s, params=params, metrics=metrics, argv=job["argv"]
+        train_s=train_s,
+        wall_s=time.perf_counter() - tic,
+        params=params,
+        metrics=metrics,
+        argv=job["argv"],
+        command=shlex.join(
+            ["python", "recipes/VoxCeleb/TRKD/train_trkd.py"] + job["argv"]
+        ),
+        git_revision=spec.get("git_revision"),
+        hardware=spec.get("hardware"),
+        threads=torch.get_num_threads(),
+        finished=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
-    with open(
-        os.path.join(job["output_folder"], RESULT_FILE), "w", encoding="utf-8"
-    ) as fout:
-        json.dump(result, fout, indent=2)
+    conf_size = _mean_conf_size(job["output_folder"])
+    if conf_size is not None:
+        result["mean_conf_size"] = conf_size
+    for path in (job["output_folder"], spec.get("runs_folder")):
+        if path is None:
+            continue
+        os.makedirs(path, exist_ok=True)
+        name = RESULT_FILE if path == job["output_folder"] else job["run_file"]
+        with open(os.path.join(path, name), "w", encoding="utf-8") as fout:
+            json.dump(result, fout, indent=2)
     del brain
     _free_memory()
     return result
+
+
+def _mean_conf_size(output_folder):
+    """Mean over epochs of TRKD's logged confusion-set size, or None.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "train_log.txt"), "w") as f:
+    ...     _ = f.write("epoch: 1 - train conf_size: 100.0, kd: 1\\n"
+    ...                 "epoch: 2 - train conf_size: 50.0, kd: 1\\n")
+    >>> _mean_conf_size(folder)
+    75.0
+    """
+    path = os.path.join(output_folder, "train_log.txt")
+    if not os.path.isfile(path):
+        return None
+    sizes = []
+    with open(path, encoding="utf-8") as fin:
+        for line in fin:
+            for field in line.replace(" - ", ", ").split(", "):
+                name, _, value = field.partition(": ")
+                if name.strip().split(" ")[-1] == "conf_size":
+                    sizes.append(float(value))
+    return statistics.fmean(sizes) if sizes else None
 
 
 def run_jobs(spec_file):
@@ -681,6 +875,8 @@ def run_jobs(spec_file):
     """
     with open(spec_file, encoding="utf-8") as fin:
         spec = json.load(fin)
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     cache = AudioCache(spec["cache_folder"]) if spec["cache_folder"] else None
     failures = 0
     with cached_audio(cache, recipe_modules()):
@@ -734,18 +930,24 @@ def run_students(config, teacher):
     0
     """
     jobs = []
+    tag = config.get("tag", "main")
+    runs_folder = config.get("runs_folder")
     for pair in config["pairs"]:
         for method in config["methods"]:
             for seed in config["seeds"]:
                 folder = os.path.join(
                     config["output_folder"],
                     "students",
+                    tag,
                     pair,
                     method,
                     str(seed),
                 )
                 argv = student_argv(config, teacher, pair, method, seed, folder)
+                run_file = f"{tag}__{pair}__{method}__{seed}.json"
                 done = os.path.join(folder, RESULT_FILE)
+                if runs_folder is not None:
+                    done = os.path.join(runs_folder, run_file)
                 if os.path.isfile(done):
                     with open(done, encoding="utf-8") as fin:
                         previous = json.load(fin)["argv"]
@@ -758,11 +960,13 @@ def run_students(config, teacher):
                     continue
                 jobs.append(
                     {
+                        "tag": tag,
                         "pair": pair,
                         "method": method,
                         "seed": seed,
                         "output_folder": folder,
                         "argv": argv,
+                        "run_file": run_file,
                     }
                 )
     if not jobs:
@@ -781,6 +985,10 @@ def run_students(config, teacher):
                     "lists": config["lists"],
                     "train_csv": config["train_csv"],
                     "deadline": config["deadline"],
+                    "threads": config.get("threads"),
+                    "runs_folder": runs_folder,
+                    "git_revision": config.get("git_revision"),
+                    "hardware": config.get("hardware"),
                 },
                 fout,
                 indent=2,
@@ -789,10 +997,17 @@ def run_students(config, teacher):
             os.path.join(log_dir, f"worker{worker}.log"), "a", encoding="utf-8"
         )
         command = [sys.executable, __file__, "--run_jobs", spec_file]
+        env = dict(os.environ)
+        if config.get("threads"):
+            env["OMP_NUM_THREADS"] = str(config["threads"])
         processes.append(
             (
                 subprocess.Popen(
-                    command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO,
+                    env=env,
                 ),
                 log,
             )
@@ -811,24 +1026,27 @@ def run_students(config, teacher):
 
 def _mean_std(values):
     """Mean and sample standard deviation (NaN for a single value)."""
+    if any(math.isnan(v) for v in values):
+        return float("nan"), float("nan")
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else float("nan")
     return mean, std
 
 
-def collect_runs(output_folder):
+def collect_runs(runs_folder):
     """Reads every finished student run.
 
     Arguments
     ---------
-    output_folder : str
-        The benchmark's output folder.
+    runs_folder : str
+        The results' ``runs`` folder: one JSON file per finished run.
 
     Returns
     -------
     list of dict
-        One row per run, list and backend: ``pair``, ``method``, ``seed``,
-        ``list``, ``backend``, the metrics, ``train_s`` and ``params_M``.
+        One row per run, list and backend: ``tag``, ``pair``, ``method``,
+        ``seed``, ``list``, ``backend``, the metrics, ``train_s``,
+        ``params_M`` and ``mean_conf_size`` (TRKD; else NaN).
 
     Example
     -------
@@ -837,13 +1055,13 @@ def collect_runs(output_folder):
     []
     """
     rows = []
-    root = Path(output_folder) / "students"
-    for path in sorted(root.glob(f"*/*/*/{RESULT_FILE}")):
+    for path in sorted(Path(runs_folder).glob("*.json")):
         with open(path, encoding="utf-8") as fin:
             result = json.load(fin)
         for list_name, per_backend in result["metrics"].items():
             for backend, values in per_backend.items():
                 row = {
+                    "tag": result.get("tag", "main"),
                     "pair": result["pair"],
                     "method": result["method"],
                     "seed": result["seed"],
@@ -853,6 +1071,9 @@ def collect_runs(output_folder):
                 row.update({m: values[m] for m in METRICS})
                 row["train_s"] = result["train_s"]
                 row["params_M"] = result["params"] / 1e6
+                row["mean_conf_size"] = result.get(
+                    "mean_conf_size", float("nan")
+                )
                 rows.append(row)
     return rows
 
@@ -886,10 +1107,11 @@ def aggregate(runs, teacher=None):
     (2, 5.0, 1.414)
     """
     rows = []
-    for name in ("zero_shot", "fine_tuned"):
+    for name in ("as_is", "zero_shot", "fine_tuned"):
         for list_name, per_backend in (teacher or {}).get(name, {}).items():
             for backend, values in per_backend.items():
                 row = {
+                    "tag": "-",
                     "pair": "teacher",
                     "method": name,
                     "list": list_name,
@@ -902,18 +1124,26 @@ def aggregate(runs, teacher=None):
                 rows.append(row)
     groups = {}
     for run in runs:
-        key = (run["pair"], run["method"], run["list"], run["backend"])
+        key = (
+            run.get("tag", "main"),
+            run["pair"],
+            run["method"],
+            run["list"],
+            run["backend"],
+        )
         groups.setdefault(key, []).append(run)
-    for (pair, method, list_name, backend), group in groups.items():
+    for (tag, pair, method, list_name, backend), group in groups.items():
         row = {
+            "tag": tag,
             "pair": pair,
             "method": method,
             "list": list_name,
             "backend": backend,
             "seeds": len(group),
         }
-        for metric in METRICS:
-            mean, std = _mean_std([r[metric] for r in group])
+        for metric in (*METRICS, "train_s", "params_M", "mean_conf_size"):
+            values = [r.get(metric, float("nan")) for r in group]
+            mean, std = _mean_std(values)
             row[f"{metric}_mean"] = mean
             row[f"{metric}_std"] = std
         rows.append(row)
@@ -982,15 +1212,24 @@ def _write_csv(path, rows, columns):
 
 
 def _metric_table(rows, lists, backends):
-    """Markdown rows: one per (pair, method), mean ± std per list/backend."""
+    """Markdown rows: one per (setting, pair, method), mean ± std per
+    list and backend, with the student's size, training time and TRKD's
+    mean confusion-set size."""
     table = {}
     for row in rows:
-        key = (row["pair"], row["method"])
+        key = (row.get("tag", "main"), row["pair"], row["method"])
         cells = table.setdefault(
             key,
-            {"pair": row["pair"], "method": row["method"], "seeds": "-"},
+            {
+                "setting": key[0],
+                "pair": row["pair"],
+                "method": row["method"],
+                "seeds": str(row["seeds"]),
+                "params M": _fmt(row.get("params_M_mean"), 2),
+                "train min": _fmt(row.get("train_s_mean", 0) / 60, 1),
+                "conf. set": _fmt(row.get("mean_conf_size_mean"), 0),
+            },
         )
-        cells["seeds"] = str(row["seeds"])
         prefix = f"{row['list']} {row['backend']}"
         for metric, label, digits in (
             ("eer", "EER %", 2),
@@ -1001,12 +1240,76 @@ def _metric_table(rows, lists, backends):
             cells[f"{prefix} {label}"] = (
                 mean if std == "-" else f"{mean} ± {std}"
             )
-    columns = ["pair", "method", "seeds"]
+    columns = ["setting", "pair", "method", "seeds", "params M", "train min"]
+    columns.append("conf. set")
     for list_name in lists:
         for backend in backends:
             for label in ("EER %", "minDCF 0.01"):
                 columns.append(f"{list_name} {backend} {label}")
     return [{c: cells.get(c, "-") for c in columns} for cells in table.values()]
+
+
+def compare_methods(rows, tag, pairs=None):
+    """Sentences comparing TRKD with each baseline, against seed spread.
+
+    A difference of EER means counts as beyond the seed spread when it
+    exceeds twice its standard error, ``2 * sqrt(s_a^2 / n_a + s_b^2 /
+    n_b)`` over the seeds of the two methods.
+
+    Arguments
+    ---------
+    rows : list of dict
+        From :func:`aggregate`.
+    tag : str
+        The setting compared.
+    pairs : list of str, optional
+        The pairs to compare (all by default).
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> rows = [
+    ...     {"tag": "main", "pair": "p", "method": m, "list": "O",
+    ...      "backend": "cosine", "seeds": 3, "eer_mean": e, "eer_std": 0.1}
+    ...     for m, e in [("none", 5.0), ("trkd", 4.5)]
+    ... ]
+    >>> print(compare_methods(rows, "main")[0])
+    p, O cosine: trkd 4.50 vs none 5.00 EER % (-0.50 points, -10.0 %
+    relative; 2 SE = 0.16): beyond the seed spread.
+    """
+    by_key = {
+        (r["pair"], r["method"], r["list"], r["backend"]): r
+        for r in rows
+        if r.get("tag") == tag and r["seeds"] > 1
+    }
+    sentences = []
+    for (pair, method, list_name, backend), row in sorted(by_key.items()):
+        if method != "trkd" or (pairs and pair not in pairs):
+            continue
+        for base in ("none", "kd", "dkd", "gkd", "trkd_fixed_tau"):
+            other = by_key.get((pair, base, list_name, backend))
+            if other is None:
+                continue
+            diff = row["eer_mean"] - other["eer_mean"]
+            two_se = 2 * math.sqrt(
+                row["eer_std"] ** 2 / row["seeds"]
+                + other["eer_std"] ** 2 / other["seeds"]
+            )
+            verdict = (
+                "beyond the seed spread"
+                if abs(diff) > two_se
+                else "within the seed spread"
+            )
+            sentences.append(
+                f"{pair}, {list_name} {backend}: trkd {row['eer_mean']:.2f} "
+                f"vs {base} {other['eer_mean']:.2f} EER % ({diff:+.2f} "
+                f"points, {100 * diff / other['eer_mean']:+.1f} % relative; "
+                f"2 SE = {two_se:.2f}): {verdict}."
+            )
+    return sentences
 
 
 def write_report(config, teacher, throughput, invocations):
@@ -1035,6 +1338,7 @@ def write_report(config, teacher, throughput, invocations):
     >>> config = {
     ...     "output_folder": tempfile.mkdtemp(),
     ...     "results_folder": tempfile.mkdtemp(), "lists": [],
+    ...     "runs_folder": tempfile.mkdtemp(),
     ...     "pairs": [], "methods": [], "seeds": [], "summary": {},
     ... }
     >>> sorted(os.path.basename(p) for p in write_report(config, None, [], []))
@@ -1042,20 +1346,25 @@ def write_report(config, teacher, throughput, invocations):
     """
     results = config["results_folder"]
     os.makedirs(results, exist_ok=True)
-    runs = collect_runs(config["output_folder"])
+    runs = collect_runs(config["runs_folder"])
     rows = aggregate(runs, teacher)
-    metric_cols = [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    metric_cols = [
+        f"{m}_{s}"
+        for m in (*METRICS, "train_s", "params_M", "mean_conf_size")
+        for s in ("mean", "std")
+    ]
     files = [os.path.join(results, name) for name in ("results.csv",)]
     _write_csv(
         files[0],
         rows,
-        ["pair", "method", "list", "backend", "seeds", *metric_cols],
+        ["tag", "pair", "method", "list", "backend", "seeds", *metric_cols],
     )
     files.append(os.path.join(results, "runs.csv"))
     _write_csv(
         files[-1],
         runs,
         [
+            "tag",
             "pair",
             "method",
             "seed",
@@ -1064,6 +1373,7 @@ def write_report(config, teacher, throughput, invocations):
             *METRICS,
             "train_s",
             "params_M",
+            "mean_conf_size",
         ],
     )
     throughput_cols = [
@@ -1110,21 +1420,34 @@ def write_report(config, teacher, throughput, invocations):
         lines.append(f"- {key}: {value}")
     lines += ["", "## Verification (mean ± std over seeds)", ""]
     lines.append(
-        "Teacher rows: the pretrained teacher zero-shot, and with its head "
-        "fine-tuned on the training speakers (one run each). With the "
-        "backbone frozen (finetune_teacher.yaml's default) the two embed "
-        "alike, so they score alike: only the head, which the students "
-        "distil, is new."
+        "Teacher rows: `as_is`, a teacher that already knows the training "
+        "speakers, distilled as it is; otherwise the pretrained teacher "
+        "zero-shot, and with its head fine-tuned on the training speakers "
+        "(one run each; with the backbone frozen, the two embed alike). "
+        "`setting` names a set of shared hyperparameters (`--tag`); "
+        "`conf. set` is TRKD's confusion-set size averaged over epochs."
     )
     table = _metric_table(rows, lists, backends)
     lines += ["", demo.markdown_table(table) if table else "(no runs yet)"]
+    tag = config.get("tag", "main")
+    reading = compare_methods(rows, tag)
+    lines += ["", f"## Reading (setting {tag!r})", ""]
+    lines.append(
+        " ".join(reading)
+        if reading
+        else "(no TRKD run with a baseline over several seeds yet)"
+    )
     expected = {
         (p, m, s)
         for p in config["pairs"]
         for m in config["methods"]
         for s in config["seeds"]
     }
-    done = {(r["pair"], r["method"], r["seed"]) for r in runs}
+    done = {
+        (r["pair"], r["method"], r["seed"])
+        for r in runs
+        if r.get("tag", "main") == tag
+    }
     missing = sorted(expected - done)
     if missing:
         lines += ["", f"Runs not finished ({len(missing)}):", ""]
@@ -1391,7 +1714,66 @@ def build_parser():
         "--archive", default=None, help="also pack the logs into this .tgz"
     )
     parser.add_argument("--git_revision", default=None)
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="gpu",
+        help="a set of defaults: see PROFILES (explicit options win)",
+    )
+    parser.add_argument(
+        "--teacher_n_classes",
+        type=int,
+        default=None,
+        help="the teacher already knows the training speakers (this many "
+        "classes): distil it as it is, no head fine-tuning",
+    )
+    parser.add_argument(
+        "--teacher_cache",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="embed fixed views once (<output_folder>/teacher_cache) and "
+        "train every student from them",
+    )
+    parser.add_argument("--teacher_cache_views", type=int, default=2)
+    parser.add_argument(
+        "--teacher_cache_precision", choices=["fp32", "bf16"], default="fp32"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of each student process (default: torch's)",
+    )
+    parser.add_argument(
+        "--tag",
+        default="main",
+        help="name of this set of shared settings; results of each tag "
+        "are kept apart",
+    )
     return parser
+
+
+def parse_args(argv):
+    """Parses the command line, the chosen profile's defaults applied.
+
+    Arguments
+    ---------
+    argv : list of str
+
+    Returns
+    -------
+    argparse.Namespace
+
+    Example
+    -------
+    >>> args = parse_args(["--profile", "cpu", "--epochs", "3"])
+    >>> args.epochs, args.teacher_cache, args.threads, args.pairs[0]
+    (3, True, 1, 'ecapa_to_small')
+    """
+    parser = build_parser()
+    profile = parser.parse_known_args(argv)[0].profile
+    parser.set_defaults(**PROFILES[profile])
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
@@ -1418,7 +1800,7 @@ def main(argv=None):
     if argv[:1] == ["--run_jobs"]:
         return 1 if run_jobs(argv[1]) else 0
     start = time.time()
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     for method in [*args.methods, *args.throughput_methods]:
         method_overrides(method)
     for pair in [*args.pairs, *(p for p, _ in args.pair_override)]:
@@ -1482,6 +1864,14 @@ def main(argv=None):
         "teacher_epochs": args.teacher_epochs,
         "fixed_tau": args.fixed_tau,
         "workers": args.workers or len(args.seeds),
+        "threads": args.threads,
+        "tag": args.tag,
+        "runs_folder": os.path.join(
+            os.path.abspath(args.results_folder), "runs"
+        ),
+        "git_revision": invocation["git_revision"],
+        "hardware": invocation["hardware"],
+        "teacher_n_classes": args.teacher_n_classes,
         "throughput_methods": list(args.throughput_methods),
         "throughput_steps": args.throughput_steps,
         "throughput_warmup": args.throughput_warmup,
@@ -1505,6 +1895,11 @@ def main(argv=None):
             "num_workers": args.num_workers,
             "verification_backends": ["cosine", "asnorm"],
         },
+        "teacher_cache": (
+            os.path.join(output_folder, "teacher_cache")
+            if args.teacher_cache
+            else None
+        ),
         "override": parse_assignments(args.override, "--override"),
         "student_override": parse_assignments(
             args.student_override, "--student_override"
@@ -1517,6 +1912,12 @@ def main(argv=None):
     for pair, item in args.pair_override:
         config["pair_override"].setdefault(pair, {}).update(
             parse_assignments([item], "--pair_override")
+        )
+    if config["teacher_cache"]:
+        config["common"].update(
+            teacher_cache=config["teacher_cache"],
+            teacher_cache_views=args.teacher_cache_views,
+            teacher_cache_precision=args.teacher_cache_precision,
         )
     if config["deadline"] == float("inf"):
         config["deadline"] = time.time() + 10**9
@@ -1531,7 +1932,19 @@ def main(argv=None):
         "methods": ", ".join(config["methods"]),
         "seeds": ", ".join(map(str, config["seeds"])),
         "student epochs": args.epochs,
-        "teacher epochs (head)": args.teacher_epochs,
+        "teacher epochs (head)": (
+            "none (teacher used as is)"
+            if args.teacher_n_classes
+            else args.teacher_epochs
+        ),
+        "teacher cache": (
+            f"{args.teacher_cache_views} views per segment, "
+            f"{args.teacher_cache_precision}"
+            if args.teacher_cache
+            else "none (teacher runs online)"
+        ),
+        "threads per student process": args.threads or "torch default",
+        "concurrent student processes": config["workers"],
         "batch size": args.batch_size,
         "precision": args.precision,
         "fixed tau (trkd_fixed_tau)": args.fixed_tau,
@@ -1550,6 +1963,9 @@ def main(argv=None):
     if time.time() <= config["deadline"]:
         with cached_audio(cache, recipe_modules()):
             teacher = run_teacher(config)
+            if config["teacher_cache"]:
+                seconds = run_teacher_cache(config, teacher)
+                print(f"teacher cache: {seconds:.0f} s", flush=True)
             throughput = run_throughput(config, teacher)
         failed = run_students(config, teacher)
     else:

@@ -655,9 +655,12 @@ class DistillationBrain(sb.core.Brain):
         Arguments
         ---------
         batch : PaddedBatch
-            With ``sig`` (waveforms and relative lengths).
+            With ``sig`` (waveforms and relative lengths), and
+            ``teacher_emb`` ([B, emb_dim]) when the teacher's embeddings
+            come from a ``TeacherCache``.
         stage : speechbrain.Stage
-            TRAIN applies ``wav_augment`` and runs the teacher.
+            TRAIN applies ``wav_augment`` and runs the teacher (only its
+            classifier on cached embeddings).
 
         Returns
         -------
@@ -677,7 +680,11 @@ class DistillationBrain(sb.core.Brain):
         cosine = self.modules.classifier(embeddings)
         outputs = {"cosine": cosine, "embeddings": embeddings, "lens": lens}
         if stage == sb.Stage.TRAIN and self._distilling:
-            teacher_emb, teacher_cos = self._teacher(wavs, lens)
+            if hasattr(batch, "teacher_emb"):  # cached: no teacher forward
+                teacher_emb = batch.teacher_emb.data.unsqueeze(1)
+                teacher_cos = self._teacher.classify(teacher_emb)
+            else:
+                teacher_emb, teacher_cos = self._teacher(wavs, lens)
             outputs["teacher_embeddings"] = teacher_emb
             outputs["teacher_cosine"] = teacher_cos
         return outputs

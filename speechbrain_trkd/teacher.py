@@ -264,16 +264,74 @@ class FrozenTeacher(torch.nn.Module):
                 "FrozenTeacher expects waveforms of shape [batch, time], got "
                 f"{tuple(wavs.shape)}"
             )
+        embeddings = self.embed(wavs, wav_lens)
+        return embeddings, self.classify(embeddings)
+
+    @torch.no_grad()
+    def embed(self, wavs, wav_lens=None):
+        """The teacher's embeddings alone (features, normalisation, network).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Waveforms, ``[batch, time]``.
+        wav_lens : torch.Tensor, optional
+            Relative lengths in ``(0, 1]``, ``[batch]``; all ones if omitted.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, 1, emb_dim]``.
+
+        Example
+        -------
+        >>> from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+        >>> teacher = FrozenTeacher(
+        ...     lambda w: w.unsqueeze(1),
+        ...     None,
+        ...     lambda f, lens: f,
+        ...     Classifier(4, out_neurons=6),
+        ... )
+        >>> teacher.embed(torch.randn(3, 4)).shape
+        torch.Size([3, 1, 4])
+        """
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
         feats = self.compute_features(wavs)
         if self.mean_var_norm is not None:
             feats = self.mean_var_norm(feats, wav_lens)
-        embeddings = self.embedding_model(feats, wav_lens)
+        return self.embedding_model(feats, wav_lens)
+
+    @torch.no_grad()
+    def classify(self, embeddings):
+        """Cosine scores of (e.g. cached) teacher embeddings.
+
+        Arguments
+        ---------
+        embeddings : torch.Tensor
+            ``[batch, 1, emb_dim]`` or ``[batch, emb_dim]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, 1, n_classes]``, in the student's class order once
+            ``set_class_index`` was called.
+
+        Example
+        -------
+        >>> from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+        >>> teacher = FrozenTeacher(
+        ...     torch.nn.Identity(), None, torch.nn.Identity(),
+        ...     Classifier(4, out_neurons=6), class_index=[5, 1])
+        >>> teacher.classify(torch.randn(3, 4)).shape
+        torch.Size([3, 1, 2])
+        """
+        if embeddings.dim() == 2:
+            embeddings = embeddings.unsqueeze(1)
         cosine = self.classifier(embeddings)
         if self.class_index is not None:
             cosine = cosine.index_select(-1, self.class_index)
-        return embeddings, cosine
+        return cosine
 
 
 def class_index_map(teacher_encoder, student_encoder):

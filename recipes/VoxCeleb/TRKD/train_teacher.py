@@ -30,6 +30,7 @@ Authors
 import os
 import sys
 
+import torch
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_trkd.brain import DistillationBrain
@@ -95,10 +96,77 @@ class TeacherBrain(DistillationBrain):
 
     def compute_forward(self, batch, stage):
         """Keeps a frozen backbone in eval mode (fit calls train() on
-        every module each epoch), then runs the usual forward."""
+        every module each epoch), then runs the usual forward; with a
+        teacher cache, the head reads the backbone's cached embeddings."""
+        if hasattr(batch, "teacher_emb"):
+            if not self.hparams.freeze_backbone:
+                raise ValueError(
+                    "teacher_cache holds a frozen backbone's embeddings: it "
+                    "cannot fine-tune the backbone (--freeze_backbone=False)"
+                )
+            embeddings = batch.teacher_emb.data.to(self.device).unsqueeze(1)
+            return {
+                "cosine": self.modules.classifier(embeddings),
+                "embeddings": embeddings,
+                "lens": torch.ones(embeddings.shape[0], device=self.device),
+            }
         if self.hparams.freeze_backbone:
             self.modules.embedding_model.eval()
         return super().compute_forward(batch, stage)
+
+
+def backbone_embedder(hparams, device):
+    """The frozen pretrained backbone, for ``cache_teacher_outputs``.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters (``backbone_pretrainer``,
+        ``compute_features``, ``mean_var_norm``, ``embedding_model``,
+        ``emb_dim``, ``freeze_backbone``).
+    device : str
+        Where the backbone runs.
+
+    Returns
+    -------
+    embed_fn : callable
+        Waveforms to embeddings, in eval mode, without gradients.
+    teacher_files : list of str
+        The collected backbone weights.
+    emb_dim : int
+        The embedding size.
+
+    Example
+    -------
+    >>> backbone_embedder({"freeze_backbone": False}, "cpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: teacher_cache needs a frozen backbone ...
+    """
+    if not hparams["freeze_backbone"]:
+        raise ValueError(
+            "teacher_cache needs a frozen backbone (--freeze_backbone=True): "
+            "the cache holds its embeddings, which fine-tuning would change"
+        )
+    pretrainer = hparams.get("backbone_pretrainer")
+    if pretrainer is None:
+        raise ValueError(
+            "teacher_cache needs a pretrained backbone (backbone_pretrainer)"
+        )
+    pretrainer.collect_files()
+    pretrainer.load_collected()
+    features = hparams["compute_features"].to(device)
+    norm = hparams["mean_var_norm"].to(device)
+    backbone = hparams["embedding_model"].to(device).eval()
+
+    def embed(wavs, lens):
+        return backbone(norm(features(wavs), lens), lens)
+
+    files = [
+        os.path.join(pretrainer.collect_in, f"{name}.ckpt")
+        for name in pretrainer.loadables
+    ]
+    return embed, files, hparams["emb_dim"]
 
 
 def main(argv):
@@ -110,7 +178,13 @@ def main(argv):
             run_on_main(pretrainer.collect_files)
             pretrainer.load_collected()
 
-    brain, hparams = run_training(TeacherBrain, argv, load_backbone)
+    brain, hparams = run_training(
+        TeacherBrain,
+        argv,
+        load_backbone,
+        cache_embedder=backbone_embedder,
+        cached_only=True,
+    )
     if brain.metrics is None:  # not the main process
         return brain
     card_metrics = {

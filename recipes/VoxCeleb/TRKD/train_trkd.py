@@ -21,6 +21,9 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import contextlib
+import csv
+import json
 import logging
 import os
 import random
@@ -36,6 +39,11 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_trkd.brain import DistillationBrain
 from speechbrain_trkd.teacher import class_index_map
+from speechbrain_trkd.teacher_cache import (
+    TeacherCache,
+    build_teacher_cache,
+    file_sha256,
+)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from speaker_verification import (  # noqa: E402
@@ -93,17 +101,25 @@ def prepare_data(hparams):
     )
 
 
-def dataio_prep(hparams):
+def dataio_prep(hparams, cache=None, with_audio=True):
     """Creates the training and validation datasets and the label encoder.
 
     Training items are random crops of ``sentence_len`` seconds inside each
     prepared segment (when ``random_chunk``); validation items are the whole
-    segments. The student's label encoder is saved in ``save_folder``.
+    segments. With a teacher cache, a training item is instead one of the
+    cache's views of its segment, drawn at random each time, and carries
+    the teacher's embedding of it (``teacher_emb``); a validation item is
+    view 0. The student's label encoder is saved in ``save_folder``.
 
     Arguments
     ---------
     hparams : dict
         The loaded hyperparameters.
+    cache : speechbrain_trkd.teacher_cache.TeacherCache, optional
+        The teacher's cached outputs for the prepared segments.
+    with_audio : bool
+        False leaves the audio out of the items (``sig``): with a cache, a
+        head trained on a frozen teacher backbone needs only ``teacher_emb``.
 
     Returns
     -------
@@ -155,28 +171,27 @@ def dataio_prep(hparams):
         if random_crop and stop - start > crop:
             start = random.randint(start, stop - crop)
             stop = start + crop
-        sig, rate = audio_io.load(
-            wav, frame_offset=start, num_frames=stop - start
-        )
-        if rate != hparams["sample_rate"]:
-            raise ValueError(
-                f"{wav} is sampled at {rate} Hz, the recipe expects "
-                f"{hparams['sample_rate']} Hz (hparam sample_rate)"
-            )
-        return sig[0]
+        return read_crop(wav, start, stop, hparams["sample_rate"])
 
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def train_audio(wav, start, stop):
-        return read_segment(wav, start, stop, hparams["random_chunk"])
+    if cache is None:
 
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def valid_audio(wav, start, stop):
-        return read_segment(wav, start, stop, False)
+        @sb.utils.data_pipeline.takes("wav", "start", "stop")
+        @sb.utils.data_pipeline.provides("sig")
+        def train_audio(wav, start, stop):
+            return read_segment(wav, start, stop, hparams["random_chunk"])
 
-    train_data.add_dynamic_item(train_audio)
-    valid_data.add_dynamic_item(valid_audio)
+        @sb.utils.data_pipeline.takes("wav", "start", "stop")
+        @sb.utils.data_pipeline.provides("sig")
+        def valid_audio(wav, start, stop):
+            return read_segment(wav, start, stop, False)
+
+    else:
+        add_cached_views(train_data, valid_data, cache, hparams["sample_rate"])
+        train_audio = valid_audio = None
+
+    if cache is None:
+        train_data.add_dynamic_item(train_audio)
+        valid_data.add_dynamic_item(valid_audio)
 
     label_encoder = CategoricalEncoder()
 
@@ -193,7 +208,14 @@ def dataio_prep(hparams):
         from_didatasets=[train_data],
         output_key="spk_id",
     )
-    sb.dataio.dataset.set_output_keys(datasets, ["id", "sig", "spk_id_encoded"])
+    keys = (
+        ["id", "sig", "spk_id_encoded"]
+        if with_audio
+        else ["id", "spk_id_encoded"]
+    )
+    sb.dataio.dataset.set_output_keys(
+        datasets, keys + ["teacher_emb"] if cache is not None else keys
+    )
 
     n_speakers = len(label_encoder)
     n_outputs = hparams["out_n_neurons"]
@@ -204,6 +226,243 @@ def dataio_prep(hparams):
             f"--out_n_neurons={n_speakers}"
         )
     return train_data, valid_data, label_encoder
+
+
+def read_crop(wav, start, stop, sample_rate):
+    """Reads samples ``[start, stop)`` of an audio file, checking its rate.
+
+    Arguments
+    ---------
+    wav : str
+        The audio file.
+    start, stop : int
+        First and one-past-last sample.
+    sample_rate : int
+        The rate the recipe expects.
+
+    Returns
+    -------
+    torch.Tensor
+        The first channel, ``[stop - start]``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.wav")
+    >>> audio_io.save(path, torch.zeros(1, 800), 8000)
+    >>> read_crop(path, 100, 300, 8000).shape
+    torch.Size([200])
+    >>> read_crop(path, 0, 10, 16000)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...x.wav is sampled at 8000 Hz, the recipe expects 16000 Hz ...
+    """
+    sig, rate = audio_io.load(
+        wav, frame_offset=int(start), num_frames=int(stop) - int(start)
+    )
+    if rate != sample_rate:
+        raise ValueError(
+            f"{wav} is sampled at {rate} Hz, the recipe expects "
+            f"{sample_rate} Hz (hparam sample_rate)"
+        )
+    return sig[0]
+
+
+def add_cached_views(train_data, valid_data, cache, sample_rate):
+    """Makes the datasets' items views of a teacher cache.
+
+    A training item draws one of its segment's views at random each time it
+    is read, a validation item is view 0; each provides the crop (``sig``)
+    and the teacher's embedding of it (``teacher_emb``).
+
+    Arguments
+    ---------
+    train_data, valid_data : DynamicItemDataset
+        With ``id`` (the segment id) and ``wav``.
+    cache : speechbrain_trkd.teacher_cache.TeacherCache
+        Holds every segment of both datasets.
+    sample_rate : int
+        The rate the recipe expects.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> import numpy as np
+    >>> cache = SimpleNamespace(
+    ...     views=2, row=lambda segment_id: 0,
+    ...     offsets=lambda row: np.array([[0, 4], [2, 6]]),
+    ...     embedding=lambda row, view: np.full(3, view, dtype=np.float32))
+    >>> data = DynamicItemDataset({"s0": {"wav": "unused.wav"}})
+    >>> add_cached_views(data, data, cache, 16000)
+    >>> data.set_output_keys(["view", "teacher_emb"])
+    >>> data[0]["view"] in (0, 1), data[0]["teacher_emb"].shape
+    (True, torch.Size([3]))
+    """
+
+    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.provides("view")
+    def train_view(segment_id):
+        return random.randrange(cache.views)
+
+    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.provides("view")
+    def valid_view(segment_id):
+        return 0
+
+    @sb.utils.data_pipeline.takes("id", "wav", "view")
+    @sb.utils.data_pipeline.provides("sig")
+    def view_audio(segment_id, wav, view):
+        start, stop = cache.offsets(cache.row(segment_id))[view]
+        return read_crop(wav, start, stop, sample_rate)
+
+    @sb.utils.data_pipeline.takes("id", "view")
+    @sb.utils.data_pipeline.provides("teacher_emb")
+    def view_teacher_emb(segment_id, view):
+        return torch.from_numpy(cache.embedding(cache.row(segment_id), view))
+
+    train_data.add_dynamic_item(train_view)
+    valid_data.add_dynamic_item(valid_view)
+    for data in (train_data, valid_data):
+        data.add_dynamic_item(view_audio)
+        data.add_dynamic_item(view_teacher_emb)
+
+
+def cache_teacher_outputs(hparams, embedder, device):
+    """Builds, resumes or checks the teacher cache of the prepared segments.
+
+    Every segment of ``train.csv`` and ``dev.csv`` gets
+    ``teacher_cache_views`` crops of ``sentence_len`` seconds (drawn from
+    ``teacher_cache_seed``), embedded by the teacher under
+    ``teacher_cache_precision`` (``fp32`` or ``bf16`` autocast).
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters (``teacher_cache``,
+        ``teacher_cache_views``, ``teacher_cache_seed``,
+        ``teacher_cache_precision``, ``teacher_cache_batch_size``,
+        ``prep_folder``, ``sentence_len``, ``sample_rate``).
+    embedder : callable
+        ``embedder(hparams, device) -> (embed_fn, teacher_files, emb_dim)``:
+        the frozen embedding function, the files whose sha256 identify it,
+        and its embedding size.
+    device : str
+        Where the teacher runs.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=2, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=2,
+    ...     duration=(1.0, 2.0))
+    >>> hparams = {
+    ...     "data_folder": corpus.folder,
+    ...     "prep_folder": os.path.join(tmp, "prep"),
+    ...     "verification_lists": [corpus.trial_file],
+    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
+    ...     "teacher_cache": os.path.join(tmp, "cache"),
+    ...     "teacher_cache_views": 2, "teacher_cache_seed": 1,
+    ...     "teacher_cache_precision": "fp32", "teacher_cache_batch_size": 4,
+    ...     "sentence_len": 0.5, "sample_rate": 16000,
+    ... }
+    >>> prepare_data(hparams)
+    >>> weights = os.path.join(tmp, "teacher.ckpt")
+    >>> torch.save({}, weights)
+    >>> def embedder(hparams, device):
+    ...     embed = lambda wavs, lens: wavs[:, None, :8]
+    ...     return embed, [weights], 8
+    >>> cache_teacher_outputs(hparams, embedder, "cpu")
+    >>> cache = TeacherCache(hparams["teacher_cache"])
+    >>> cache.views, cache.manifest["emb_dim"]
+    (2, 8)
+    """
+    precision = hparams["teacher_cache_precision"]
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(
+            f"teacher_cache_precision must be fp32 or bf16, got {precision!r}"
+        )
+    prep = hparams["prep_folder"]
+    with open(
+        os.path.join(prep, "prepare_options.json"), encoding="utf-8"
+    ) as fin:
+        prepare_options = json.load(fin)
+    segments = []
+    for split in ("train", "dev"):
+        with open(os.path.join(prep, f"{split}.csv"), encoding="utf-8") as fin:
+            segments += [dict(row, id=row["ID"]) for row in csv.DictReader(fin)]
+    embed_fn, teacher_files, emb_dim = embedder(hparams, device)
+    options = {
+        "teacher_sha256": {
+            os.path.basename(path): file_sha256(path) for path in teacher_files
+        },
+        "prepare_options": prepare_options,
+        "views": int(hparams["teacher_cache_views"]),
+        "seed": int(hparams["teacher_cache_seed"]),
+        "crop_seconds": float(hparams["sentence_len"]),
+        "sample_rate": int(hparams["sample_rate"]),
+        "precision": precision,
+    }
+
+    def embed_on_device(wavs, lens):
+        return embed_fn(wavs.to(device), lens.to(device)).cpu()
+
+    autocast = (
+        torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        build_teacher_cache(
+            hparams["teacher_cache"],
+            segments,
+            embed_on_device,
+            lambda segment, start, stop: read_crop(
+                segment["wav"], start, stop, hparams["sample_rate"]
+            ),
+            options,
+            emb_dim,
+            batch_size=hparams["teacher_cache_batch_size"],
+        )
+
+
+def teacher_embedder(hparams, device):
+    """Loads the teacher and returns what ``cache_teacher_outputs`` needs.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters (``teacher_pretrainer``, ``teacher``).
+    device : str
+        Where the teacher runs.
+
+    Returns
+    -------
+    embed_fn : callable
+        ``FrozenTeacher.embed``.
+    teacher_files : list of str
+        The collected embedding model, classifier and label encoder.
+    emb_dim : int
+        The teacher's embedding size.
+
+    Example
+    -------
+    >>> teacher_embedder({}, "cpu")
+    Traceback (most recent call last):
+    ...
+    KeyError: 'teacher_pretrainer'
+    """
+    pretrainer = hparams["teacher_pretrainer"]
+    pretrainer.collect_files()
+    pretrainer.load_collected()
+    teacher = hparams["teacher"].to(device)
+    files = [
+        os.path.join(pretrainer.collect_in, f"{name}.ckpt")
+        for name in pretrainer.loadables
+    ]
+    return teacher.embed, files, teacher.classifier.weight.shape[1]
 
 
 def build_wav_augment(hparams):
@@ -430,11 +689,15 @@ def score_encoder(encode_fn, hparams, device):
     return metrics
 
 
-def run_training(brain_class, argv, before_fit):
+def run_training(
+    brain_class, argv, before_fit, cache_embedder=None, cached_only=False
+):
     """The run every training script of the recipe shares.
 
     Parses the command line, loads the hparams, prepares the data on the
-    main process, builds the datasets and the augmenter, lets ``before_fit``
+    main process, builds or checks the teacher cache there when
+    ``teacher_cache`` is set, builds the datasets (from the cache's views
+    then) and the augmenter, lets ``before_fit``
     load what the script needs (a teacher, a pretrained backbone), trains
     (resuming from the last checkpoint), recovers the checkpoint of lowest
     validation error and scores it on the main process (``brain.metrics``).
@@ -447,6 +710,12 @@ def run_training(brain_class, argv, before_fit):
         ``[hparams_file, --key=value ...]``, SpeechBrain style.
     before_fit : callable
         ``before_fit(hparams, label_encoder)``, called once the data exist.
+    cache_embedder : callable, optional
+        ``cache_embedder(hparams, device)``, the embedder of
+        ``cache_teacher_outputs``; needed when ``teacher_cache`` is set.
+    cached_only : bool
+        With a teacher cache, leave the audio out of the items (the run
+        needs only the cached embeddings).
 
     Returns
     -------
@@ -496,7 +765,22 @@ def run_training(brain_class, argv, before_fit):
         overrides=overrides,
     )
     prepare_data(hparams)
-    train_data, valid_data, label_encoder = dataio_prep(hparams)
+    cache = None
+    if hparams.get("teacher_cache"):
+        if hparams.get("wav_augment") is not None:
+            raise ValueError(
+                "teacher_cache holds the teacher's outputs for crops without "
+                "augmentation, so the student must see them as they are: "
+                "pass --wav_augment=null"
+            )
+        run_on_main(
+            cache_teacher_outputs,
+            args=[hparams, cache_embedder, run_opts.get("device", "cpu")],
+        )
+        cache = TeacherCache(hparams["teacher_cache"])
+    train_data, valid_data, label_encoder = dataio_prep(
+        hparams, cache, with_audio=cache is None or not cached_only
+    )
     hparams["wav_augment"] = build_wav_augment(hparams)
     before_fit(hparams, label_encoder)
 
@@ -529,7 +813,9 @@ def main(argv):
     def attach_teacher(hparams, label_encoder):
         hparams["teacher"] = load_teacher(hparams, label_encoder)
 
-    brain, _ = run_training(DistillationBrain, argv, attach_teacher)
+    brain, _ = run_training(
+        DistillationBrain, argv, attach_teacher, cache_embedder=teacher_embedder
+    )
     return brain
 
 
