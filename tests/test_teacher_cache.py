@@ -1,0 +1,347 @@
+"""The teacher-output cache: parity with the online teacher, manifest
+checks, resume after an interruption, and recipe runs from a cache."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import speechbrain as sb
+import torch
+from recipe_runner import RECIPE_ROWS, row_id
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.lobes.features import Fbank
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+from speechbrain.processing.features import InputNormalization
+
+from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.losses import DistillationLoss
+from speechbrain_trkd.teacher import FrozenTeacher
+from speechbrain_trkd.teacher_cache import (
+    CHECKED_FIELDS,
+    MANIFEST_FILE,
+    PROGRESS_FILE,
+    TeacherCache,
+    build_teacher_cache,
+)
+
+RATE = 16000
+CROP = 0.5
+
+
+def speaker_model(channels, n_classes, seed):
+    """A small ECAPA speaker model (features to cosine scores)."""
+    torch.manual_seed(seed)
+    return {
+        "compute_features": Fbank(n_mels=24),
+        "mean_var_norm": InputNormalization(
+            norm_type="sentence", std_norm=False
+        ),
+        "embedding_model": ECAPA_TDNN(
+            24, channels=[channels] * 4 + [3 * channels], lin_neurons=16
+        ),
+        "classifier": Classifier(16, out_neurons=n_classes),
+    }
+
+
+def make_teacher():
+    """A frozen random teacher with 7 classes, aligned to 5 student ones."""
+    teacher = FrozenTeacher(**speaker_model(16, 7, seed=0))
+    teacher.set_class_index([6, 0, 3, 2, 5])
+    return teacher
+
+
+def make_segments(n=6):
+    """Segments of one long random waveform per id, of varied lengths."""
+    generator = torch.Generator().manual_seed(1)
+    audio = {
+        f"spk{i % 5}/s/u{i}": torch.randn(RATE * 2, generator=generator)
+        for i in range(n)
+    }
+    segments = [
+        {"id": sid, "start": 0, "stop": RATE + 1000 * i}
+        for i, sid in enumerate(audio)
+    ]
+    segments.append({"id": "short", "start": 10, "stop": 10 + RATE // 4})
+    audio["short"] = torch.randn(RATE, generator=generator)
+    return segments, audio
+
+
+def options(**changes):
+    """The manifest options of the tests' caches."""
+    base = {
+        "teacher_sha256": {"embedding_model.ckpt": "ab" * 32},
+        "prepare_options": {"seg_dur": 3.0},
+        "views": 3,
+        "seed": 7,
+        "crop_seconds": CROP,
+        "sample_rate": RATE,
+        "precision": "fp32",
+    }
+    base.update(changes)
+    return base
+
+
+def build(folder, teacher, segments, audio, **kwargs):
+    """Builds a cache of the test segments with the teacher's embed."""
+    return build_teacher_cache(
+        str(folder),
+        segments,
+        kwargs.pop("embed_fn", teacher.embed),
+        lambda segment, start, stop: audio[segment["id"]][start:stop],
+        kwargs.pop("options", options()),
+        16,
+        batch_size=4,
+        **kwargs,
+    )
+
+
+def test_cached_logits_equal_online_logits(tmp_path):
+    """The teacher's logits from a cached embedding equal its logits on the
+    same crop online, within 1e-5, for every view of every segment."""
+    teacher = make_teacher()
+    segments, audio = make_segments()
+    cache = build(tmp_path, teacher, segments, audio)
+    worst = 0.0
+    for segment in segments:
+        row = cache.row(segment["id"])
+        for view in range(cache.views):
+            start, stop = cache.offsets(row)[view]
+            wav = audio[segment["id"]][start:stop].unsqueeze(0)
+            _, online = teacher(wav, torch.ones(1))
+            cached = teacher.classify(
+                torch.from_numpy(cache.embedding(row, view)).unsqueeze(0)
+            )
+            worst = max(worst, (online - cached).abs().max().item())
+    assert worst < 1e-5
+
+
+def test_views_are_reproducible_and_inside_their_segment(tmp_path):
+    """Two builds give the same crops; crops lie in their segments and
+    have the crop length (or the whole of a shorter segment)."""
+    teacher = make_teacher()
+    segments, audio = make_segments()
+    first = build(tmp_path / "a", teacher, segments, audio)
+    second = build(tmp_path / "b", teacher, segments[::-1][::-1], audio)
+    for segment in segments:
+        offsets = first.offsets(first.row(segment["id"]))
+        assert (offsets == second.offsets(second.row(segment["id"]))).all()
+        assert (offsets[:, 0] >= segment["start"]).all()
+        assert (offsets[:, 1] <= segment["stop"]).all()
+        lengths = offsets[:, 1] - offsets[:, 0]
+        want = min(int(CROP * RATE), segment["stop"] - segment["start"])
+        assert (lengths == want).all()
+    long_views = first.offsets(first.row(segments[3]["id"]))
+    assert len(set(long_views[:, 0].tolist())) > 1, "views should differ"
+
+
+def batch_of(audio, cache, segments, with_cache):
+    """A padded batch of view 1 of each segment, with or without cached
+    teacher embeddings."""
+    items = []
+    for index, segment in enumerate(segments):
+        row = cache.row(segment["id"])
+        start, stop = cache.offsets(row)[1]
+        item = {
+            "id": segment["id"],
+            "sig": audio[segment["id"]][start:stop],
+            "spk_id_encoded": torch.LongTensor([index % 5]),
+        }
+        if with_cache:
+            item["teacher_emb"] = torch.from_numpy(cache.embedding(row, 1))
+        items.append(item)
+    return PaddedBatch(items)
+
+
+@pytest.mark.parametrize("method", ["kd", "dkd", "trkd", "emb_cos"])
+def test_one_batch_gives_the_same_loss_both_ways(tmp_path, method):
+    """DistillationBrain's training loss on one batch is the same with the
+    teacher online and with its cached embeddings; the cached path never
+    runs the teacher's network."""
+    teacher = make_teacher()
+    segments, audio = make_segments()
+    segments = segments[:5]  # equal-length crops: no padding
+    cache = build(tmp_path, teacher, segments, audio)
+    brain = DistillationBrain(
+        modules=speaker_model(8, 5, seed=3),
+        opt_class=lambda params: torch.optim.Adam(params, lr=1e-3),
+        hparams={
+            "teacher": teacher,
+            "kd_loss": DistillationLoss(method),
+            "kd_weight": 1.0,
+            "compute_cost": LogSoftmaxWrapper(
+                AdditiveAngularMargin(margin=0.2, scale=30)
+            ),
+        },
+        run_opts={"device": "cpu", "noprogressbar": True},
+    )
+    brain.modules.eval()  # the student's batch norm: same both ways
+    losses = {}
+    for with_cache in (False, True):
+        batch = batch_of(audio, cache, segments, with_cache)
+        if with_cache:
+
+            def refuse(*args):
+                raise AssertionError("the teacher network ran")
+
+            handle = teacher.embedding_model.register_forward_pre_hook(refuse)
+        with torch.no_grad():
+            predictions = brain.compute_forward(batch, sb.Stage.TRAIN)
+            losses[with_cache] = brain.compute_objectives(
+                predictions, batch, sb.Stage.TRAIN
+            )
+        if with_cache:
+            handle.remove()
+    assert torch.allclose(losses[False], losses[True], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("field", CHECKED_FIELDS)
+def test_manifest_mismatch_names_the_field(tmp_path, field):
+    """Loading (or rebuilding) a cache with other inputs fails, naming
+    the field that differs."""
+    teacher = make_teacher()
+    segments, audio = make_segments(3)
+    build(tmp_path, teacher, segments, audio)
+    changed = {
+        "teacher_sha256": {"embedding_model.ckpt": "cd" * 32},
+        "prepare_options": {"seg_dur": 2.0},
+        "views": 2,
+        "seed": 8,
+        "crop_seconds": 0.25,
+        "sample_rate": 8000,
+        "precision": "bf16",
+    }[field]
+    with pytest.raises(ValueError, match=rf"built with {field}="):
+        TeacherCache(str(tmp_path), expected=options(**{field: changed}))
+    with pytest.raises(ValueError, match=rf"built with {field}="):
+        build(
+            tmp_path,
+            teacher,
+            segments,
+            audio,
+            options=options(**{field: changed}),
+        )
+
+
+class Interrupt(Exception):
+    """Stands for a kill in the middle of a build."""
+
+
+def test_interrupted_build_resumes_and_is_never_used_half_written(tmp_path):
+    """A build killed half-way leaves no manifest: loading it fails and
+    says to resume; the next build embeds only the rows left and gives
+    the same cache as an uninterrupted build."""
+    teacher = make_teacher()
+    segments, audio = make_segments(8)
+    reference = build(tmp_path / "ref", teacher, segments, audio)
+    calls = []
+
+    def dying_embed(wavs, lens):
+        calls.append(wavs.shape[0])
+        if len(calls) == 4:
+            raise Interrupt
+        return teacher.embed(wavs, lens)
+
+    folder = tmp_path / "cache"
+    with pytest.raises(Interrupt):
+        build(
+            folder,
+            teacher,
+            segments,
+            audio,
+            embed_fn=dying_embed,
+            rows_per_save=2,
+        )
+    assert not (folder / MANIFEST_FILE).exists()
+    with open(folder / PROGRESS_FILE) as fin:
+        done = json.load(fin)["rows_done"]
+    assert 0 < done < len(segments)
+    with pytest.raises(FileNotFoundError, match="unfinished build"):
+        TeacherCache(str(folder))
+
+    embedded = []
+
+    def counting_embed(wavs, lens):
+        embedded.append(wavs.shape[0])
+        return teacher.embed(wavs, lens)
+
+    cache = build(
+        folder,
+        teacher,
+        segments,
+        audio,
+        embed_fn=counting_embed,
+        rows_per_save=2,
+    )
+    assert sum(embedded) == (len(segments) - done) * cache.views
+    assert not (folder / PROGRESS_FILE).exists()
+    for segment in segments:
+        row = cache.row(segment["id"])
+        for view in range(cache.views):
+            np.testing.assert_allclose(
+                cache.embedding(row, view),
+                reference.embedding(reference.row(segment["id"]), view),
+                rtol=1e-5,
+                atol=1e-6,
+            )
+
+
+def test_unknown_segment_is_named(tmp_path):
+    """Reading a segment the cache does not hold names it."""
+    teacher = make_teacher()
+    segments, audio = make_segments(2)
+    cache = build(tmp_path, teacher, segments, audio)
+    with pytest.raises(KeyError, match="spk9/s/u9"):
+        cache.row("spk9/s/u9")
+
+
+def recipe_row(stem):
+    """The recipe test row of an hparams file."""
+    return next(r for r in RECIPE_ROWS if row_id(r) == stem)
+
+
+def test_recipe_distils_from_a_cache_then_reuses_it(recipe_runner, tmp_path):
+    """train_trkd.py builds the cache once, distils from it, and a second
+    run (another method) reuses it; with augmentation on it refuses."""
+    cache = tmp_path / "teacher_cache"
+    row = recipe_row("ecapa_to_small")
+    flags = (f"--teacher_cache={cache}", "--wav_augment=null")
+    recipe_runner.run(row, name="cache_kd", extra_flags=flags)
+    manifest = json.loads((cache / MANIFEST_FILE).read_text())
+    assert manifest["views"] == 2 and manifest["crop_seconds"] == 1.0
+    assert set(manifest["teacher_sha256"]) == {
+        "embedding_model.ckpt",
+        "classifier.ckpt",
+        "label_encoder.ckpt",
+    }
+    stamp = os.path.getmtime(cache / "embeddings.npy")
+    recipe_runner.run(
+        row, name="cache_dkd", extra_flags=(*flags, "--kd_method=dkd")
+    )
+    assert os.path.getmtime(cache / "embeddings.npy") == stamp
+    with pytest.raises(pytest.fail.Exception):
+        recipe_runner.run(row, name="cache_augment", extra_flags=flags[:1])
+    log = recipe_runner.root / "cache_augment" / "log.txt"
+    assert "pass --wav_augment=null" in log.read_text()
+
+
+def test_teacher_head_trains_from_a_cache(recipe_runner, tmp_path):
+    """train_teacher.py fine-tunes a head on a frozen backbone from the
+    cache, and exports a teacher."""
+    backbone = recipe_runner.teacher_export("finetune_teacher")
+    row = dict(recipe_row("finetune_teacher"))
+    row["test_debug_flags"] = row["test_debug_flags"].replace(
+        "--backbone_pretrainer=null --freeze_backbone=False", ""
+    )
+    assert "backbone_pretrainer" not in row["test_debug_flags"]
+    recipe_runner.run(
+        row,
+        name="teacher_from_cache",
+        extra_flags=(
+            f"--teacher_cache={tmp_path / 'backbone_cache'}",
+            "--wav_augment=null",
+            f"--teacher_source={backbone}",
+        ),
+    )
+    assert (tmp_path / "backbone_cache" / MANIFEST_FILE).is_file()
