@@ -255,6 +255,8 @@ class DistillationBrain(sb.core.Brain):
     ``FrozenTeacher``, its output aligned to the student's classes).
     Optional hparams: ``wav_augment`` (an ``Augmenter``), ``tau_schedule`` (tau
     is 1.0 without one), ``kd_scale`` (30.0), ``kd_margin`` (0.0),
+    ``kd_warmup_epochs`` (0.0: the KD weight ramps linearly from 0 to
+    ``kd_weight`` over that many epochs of optimizer steps),
     ``train_logger``, ``lr_annealing`` (per-epoch, ``old_lr, new_lr =
     lr_annealing(epoch)``; an optimizer parameter group with an ``lr_scale``
     entry gets ``new_lr * lr_scale``) and ``epoch_counter`` (only used to label
@@ -380,6 +382,17 @@ class DistillationBrain(sb.core.Brain):
             raise ValueError(
                 f"kd_weight must be a finite number >= 0, got {self.kd_weight}"
             )
+        self.kd_warmup_epochs = float(
+            getattr(self.hparams, "kd_warmup_epochs", 0.0)
+        )
+        if not math.isfinite(self.kd_warmup_epochs) or (
+            self.kd_warmup_epochs < 0
+        ):
+            raise ValueError(
+                "kd_warmup_epochs must be a finite number >= 0, got "
+                f"{self.kd_warmup_epochs}"
+            )
+        self.steps_per_epoch = None
         self.tau = None
         self.train_stats = None
         self.epoch_averages = EpochAverages()
@@ -519,18 +532,28 @@ class DistillationBrain(sb.core.Brain):
         return float(schedule(step))
 
     def _set_schedule_length(self, train_loader):
-        """Tells the tau schedule how many optimizer steps an epoch has."""
+        """Counts the optimizer steps of an epoch, for the tau schedule and
+        the KD weight's warm-up."""
         schedule = getattr(self.hparams, "tau_schedule", None)
-        if schedule is None or not hasattr(schedule, "set_steps_per_epoch"):
-            return
+        if schedule is not None and not hasattr(
+            schedule, "set_steps_per_epoch"
+        ):
+            schedule = None
         try:
             n_batches = len(train_loader)
         except TypeError as err:
-            if getattr(schedule, "steps_per_epoch", None) is None:
+            if schedule is not None and (
+                getattr(schedule, "steps_per_epoch", None) is None
+            ):
                 raise ValueError(
                     "the training loader has no length, so the epochs of "
                     "tau_schedule cannot be converted to optimizer steps; "
                     "call tau_schedule.set_steps_per_epoch(n) before fit"
+                ) from err
+            if self.kd_warmup_epochs > 0:
+                raise ValueError(
+                    "the training loader has no length, so kd_warmup_epochs "
+                    "cannot be converted to optimizer steps"
                 ) from err
             return
         if self.debug:  # --debug runs only debug_batches per epoch
@@ -542,7 +565,26 @@ class DistillationBrain(sb.core.Brain):
                 f"grad_accumulation_factor={self.grad_accumulation_factor}: "
                 "an epoch would have no optimizer step"
             )
-        schedule.set_steps_per_epoch(steps)
+        self.steps_per_epoch = steps
+        if schedule is not None:
+            schedule.set_steps_per_epoch(steps)
+
+    def _kd_weight_at(self, step):
+        """``kd_weight``, ramped up linearly over ``kd_warmup_epochs``.
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done.
+
+        Returns
+        -------
+        float
+        """
+        if self.kd_warmup_epochs <= 0:
+            return self.kd_weight
+        ramp = step / (self.kd_warmup_epochs * self.steps_per_epoch)
+        return self.kd_weight * min(1.0, ramp)
 
     def fit(
         self,
@@ -743,7 +785,7 @@ class DistillationBrain(sb.core.Brain):
                 student_emb=predictions["embeddings"],
                 teacher_emb=predictions["teacher_embeddings"],
             )
-            loss = loss + self.kd_weight * kd
+            loss = loss + self._kd_weight_at(self.optimizer_step) * kd
             stats.update(kd_stats)
         self.epoch_averages.add(stats)
         return loss

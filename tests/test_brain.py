@@ -675,3 +675,24 @@ def test_optimizer_step_limit_from_the_command_line(tmp_path, data):
         valid_loader_kwargs={"batch_size": 8},
     )
     assert brain.optimizer_step == 3
+
+
+def test_kd_weight_warms_up_linearly(tmp_path, data):
+    """With kd_warmup_epochs, each step's loss adds the KD term at a weight
+    growing linearly from 0 to kd_weight, then constant."""
+    brain, counter = make_brain(
+        tmp_path, data, epochs=2, kd_weight=2.0, kd_warmup_epochs=1.5
+    )
+    weights = []
+    original = brain._kd_weight_at
+    brain._kd_weight_at = lambda step: weights.append(original(step)) or (
+        weights[-1]
+    )
+    brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
+    assert brain.steps_per_epoch == 2
+    assert weights == pytest.approx([0.0, 2 / 3, 4 / 3, 2.0])
+
+
+def test_kd_warmup_must_be_a_number_of_epochs(tmp_path, data):
+    with pytest.raises(ValueError, match="kd_warmup_epochs must be"):
+        make_brain(tmp_path, data, kd_warmup_epochs=-1.0)
