@@ -101,7 +101,8 @@ PROFILES = {
         "threads": 1,
         "device": "cpu",
         "precision": "bf16",
-        "throughput_methods": [],
+        "throughput_methods": ["trkd"],
+        "time_epoch": False,
         "student_override": [
             "sentence_len=2.0",
             "lr=0.002",
@@ -117,8 +118,20 @@ PROFILES = {
 }
 METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 SPLIT_RATIO = [90, 10]
-# The speed option compared in the throughput table: baseline, option.
-SPEED_PRECISIONS = ("fp32", "bf16")
+# Throughput variants: name -> (run options, recipe overrides), and the
+# ratios reported (option over baseline) of each profile. The teacher cache
+# is compared with the online teacher at one precision, in one process.
+SPEED_VARIANTS = {
+    "fp32": ({"precision": "fp32"}, {}),
+    "bf16": ({"precision": "bf16"}, {}),
+    "online fp32": ({"precision": "fp32"}, {"teacher_cache": None}),
+    "online bf16": ({"precision": "bf16"}, {"teacher_cache": None}),
+    "cached bf16": ({"precision": "bf16"}, {}),
+}
+SPEED_COMPARISONS = {
+    "gpu": [("fp32", "bf16")],
+    "cpu": [("online fp32", "online bf16"), ("online bf16", "cached bf16")],
+}
 RESULT_FILE = "benchmark_result.json"
 TEACHER_FILE = "benchmark_teacher.json"
 THROUGHPUT_FILE = "throughput.json"
@@ -706,9 +719,11 @@ def run_throughput(config, teacher):
         with open(path, encoding="utf-8") as fin:
             done = {row["key"]: row for row in json.load(fin)}
     methods = config["throughput_methods"]
+    comparisons = SPEED_COMPARISONS[config.get("profile", "gpu")]
+    variants = list(dict.fromkeys(v for pair in comparisons for v in pair))
     for pair in config.get("pairs", []) if methods else []:
         for method in methods:
-            for precision in SPEED_PRECISIONS:
+            for precision in variants:
                 key = f"{pair}/{method}/{precision}"
                 if key in done:
                     continue
@@ -718,24 +733,27 @@ def run_throughput(config, teacher):
                 folder = os.path.join(
                     config["output_folder"], "throughput", pair, method
                 )
+                run_opts, overrides = SPEED_VARIANTS[precision]
                 argv = student_argv(
                     dict(
                         config,
-                        run_opts=dict(config["run_opts"], precision=precision),
+                        run_opts=dict(config["run_opts"], **run_opts),
+                        override=dict(config["override"], **overrides),
                     ),
                     teacher,
                     pair,
                     method,
                     config["seeds"][0],
-                    os.path.join(folder, precision),
+                    os.path.join(folder, precision.replace(" ", "_")),
                 )
                 result = measure_throughput(
                     argv,
                     steps=config["throughput_steps"],
                     warmup=config["throughput_warmup"],
                     profile_steps=config["profile_steps"],
-                    time_epoch=method == methods[0],
+                    time_epoch=method == methods[0] and config["time_epoch"],
                 )
+                result["threads"] = torch.get_num_threads()
                 row = {
                     "key": key,
                     "pair": pair,
@@ -1150,19 +1168,21 @@ def aggregate(runs, teacher=None):
     return rows
 
 
-def speed_ratios(throughput):
+def speed_ratios(throughput, comparisons=SPEED_COMPARISONS["gpu"]):
     """Option-over-baseline ratios of the throughput measurements.
 
     Arguments
     ---------
     throughput : list of dict
         From :func:`run_throughput`.
+    comparisons : list of (str, str)
+        ``(baseline, option)`` variant names (see ``SPEED_VARIANTS``).
 
     Returns
     -------
     list of dict
-        Per pair and method: ``option`` and the ratios of step and epoch
-        samples/s (option / baseline; > 1 is faster).
+        Per pair, method and comparison: ``option`` and the ratios of step
+        and epoch samples/s (option / baseline; > 1 is faster).
 
     Example
     -------
@@ -1176,21 +1196,28 @@ def speed_ratios(throughput):
     [{'pair': 'p', 'method': 'kd', 'option': 'bf16 vs fp32',
       'step_speedup': 2.5, 'epoch_speedup': nan}]
     """
-    base, option = SPEED_PRECISIONS
     by_key = {(r["pair"], r["method"], r["precision"]): r for r in throughput}
     ratios = []
-    for pair, method, precision in by_key:
-        if precision != base or (pair, method, option) not in by_key:
-            continue
-        slow, fast = by_key[pair, method, base], by_key[pair, method, option]
-        row = {"pair": pair, "method": method, "option": f"{option} vs {base}"}
-        for name in ("step", "epoch"):
-            key = f"{name}_samples_per_s"
-            if key in slow and key in fast:
-                row[f"{name}_speedup"] = fast[key] / slow[key]
-            else:
-                row[f"{name}_speedup"] = float("nan")
-        ratios.append(row)
+    for base, option in comparisons:
+        for pair, method, variant in by_key:
+            if variant != base or (pair, method, option) not in by_key:
+                continue
+            slow, fast = (
+                by_key[pair, method, base],
+                by_key[pair, method, option],
+            )
+            row = {
+                "pair": pair,
+                "method": method,
+                "option": f"{option} vs {base}",
+            }
+            for name in ("step", "epoch"):
+                key = f"{name}_samples_per_s"
+                if key in slow and key in fast:
+                    row[f"{name}_speedup"] = fast[key] / slow[key]
+                else:
+                    row[f"{name}_speedup"] = float("nan")
+            ratios.append(row)
     return ratios
 
 
@@ -1393,7 +1420,9 @@ def write_report(config, teacher, throughput, invocations):
     ]
     files.append(os.path.join(results, "throughput.csv"))
     _write_csv(files[-1], throughput, throughput_cols)
-    ratios = speed_ratios(throughput)
+    ratios = speed_ratios(
+        throughput, SPEED_COMPARISONS[config.get("profile", "gpu")]
+    )
     files.append(os.path.join(results, "speed.csv"))
     speed_cols = ["pair", "method", "option", "step_speedup", "epoch_speedup"]
     _write_csv(files[-1], ratios, speed_cols)
@@ -1465,7 +1494,7 @@ def write_report(config, teacher, throughput, invocations):
             {
                 "pair": r["pair"],
                 "method": r["method"],
-                "precision": r["precision"],
+                "variant": r["precision"],
                 "batch": str(r["batch_size"]),
                 "step ms": _fmt(r["step_ms"], 1),
                 "step samples/s": _fmt(r["step_samples_per_s"], 1),
@@ -1701,6 +1730,12 @@ def build_parser():
         default=["trkd", "kd", "dkd"],
         help="the first also times a whole epoch; none: skip",
     )
+    parser.add_argument(
+        "--time_epoch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the first throughput method also times a whole epoch",
+    )
     parser.add_argument("--throughput_steps", type=int, default=10)
     parser.add_argument("--throughput_warmup", type=int, default=3)
     parser.add_argument("--profile_steps", type=int, default=3)
@@ -1873,6 +1908,8 @@ def main(argv=None):
         "hardware": invocation["hardware"],
         "teacher_n_classes": args.teacher_n_classes,
         "throughput_methods": list(args.throughput_methods),
+        "time_epoch": args.time_epoch,
+        "profile": args.profile,
         "throughput_steps": args.throughput_steps,
         "throughput_warmup": args.throughput_warmup,
         "profile_steps": args.profile_steps,

@@ -241,8 +241,9 @@ def synchronize(device):
 def build_brain(argv, brain_class=TimedDistillationBrain):
     """Builds a distillation brain as ``train_trkd.main`` does, untrained.
 
-    The data must be prepared already (``prep_folder``). No checkpointer
-    is attached, so nothing is saved or recovered.
+    The data must be prepared already (``prep_folder``), and the teacher
+    cache built when ``teacher_cache`` is set (its views are then the
+    data). No checkpointer is attached, so nothing is saved or recovered.
 
     Arguments
     ---------
@@ -268,7 +269,10 @@ def build_brain(argv, brain_class=TimedDistillationBrain):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
-    train_data, _, label_encoder = train_trkd.dataio_prep(hparams)
+    cache = None
+    if hparams.get("teacher_cache"):
+        cache = train_trkd.TeacherCache(hparams["teacher_cache"])
+    train_data, _, label_encoder = train_trkd.dataio_prep(hparams, cache)
     hparams["wav_augment"] = train_trkd.build_wav_augment(hparams)
     hparams["teacher"] = train_trkd.load_teacher(hparams, label_encoder)
     brain = brain_class(

@@ -1,9 +1,11 @@
-"""CPU smoke test of the GPU benchmark harness on a tiny generated corpus.
+"""Smoke tests of the benchmark harness on a tiny generated corpus.
 
 The whole harness runs end to end (audio cache, preparation, teacher head,
 zero-shot scoring, throughput with the profiler, a student worker process,
 an extra trial list on another corpus, the report), then runs again and
-must resume without training anything twice.
+must resume without training anything twice. The CPU profile runs too:
+a teacher used as it is, the teacher cache, one-thread workers, one result
+file per run, and the cached-over-online step ratio.
 """
 
 import csv
@@ -109,19 +111,9 @@ def test_results_tables(bench_run):
     """results.csv holds teacher and student rows with every column."""
     root, _ = bench_run
     header, rows = read_csv(root / "results" / "results.csv")
-    assert header == [
-        "pair",
-        "method",
-        "list",
-        "backend",
-        "seeds",
-        "eer_mean",
-        "eer_std",
-        "min_dcf_0.01_mean",
-        "min_dcf_0.01_std",
-        "min_dcf_0.05_mean",
-        "min_dcf_0.05_std",
-    ]
+    assert header[:6] == ["tag", "pair", "method", "list", "backend", "seeds"]
+    for metric in ("eer", "min_dcf_0.01", "min_dcf_0.05", "mean_conf_size"):
+        assert {f"{metric}_mean", f"{metric}_std"} <= set(header)
     found = {(r["pair"], r["method"], r["list"], r["backend"]) for r in rows}
     for model in [
         ("teacher", "zero_shot"),
@@ -169,9 +161,7 @@ def test_throughput_tables(bench_run):
 def test_rerun_resumes_without_training(bench_run):
     """The same command again trains nothing and logs a second run."""
     root, argv = bench_run
-    result = (
-        root / "out" / "students" / "ecapa_to_small" / "trkd" / "3"
-    ) / run_benchmark.RESULT_FILE
+    result = root / "results" / "runs" / "main__ecapa_to_small__trkd__3.json"
     before = result.stat().st_mtime_ns
     assert run_benchmark.main(argv) == 0
     assert result.stat().st_mtime_ns == before
@@ -189,3 +179,118 @@ def test_rerun_with_another_budget_is_refused(bench_run):
     changed[changed.index("--epochs") + 1] = "2"
     with pytest.raises(ValueError, match="trained with other settings"):
         run_benchmark.main(changed)
+
+
+@pytest.fixture(scope="module")
+def cpu_run(recipe_runner, tmp_path_factory):
+    """Runs the CPU profile on the recipe tests' corpus and teacher."""
+    root = tmp_path_factory.mktemp("benchmark_cpu")
+    teacher = recipe_runner.teacher_export("finetune_teacher")
+    argv = [
+        "--profile",
+        "cpu",
+        "--data_folder",
+        recipe_runner.values["data_folder"],
+        "--teacher_source",
+        teacher,
+        "--teacher_n_classes",
+        "6",
+        "--output_folder",
+        str(root / "out"),
+        "--results_folder",
+        str(root / "results"),
+        "--trials",
+        "O",
+        "--pairs",
+        "ecapa_to_small",
+        "--methods",
+        "none",
+        "trkd",
+        "--seeds",
+        "3",
+        "4",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "4",
+        "--seg_dur",
+        "1.0",
+        "--decode_workers",
+        "1",
+        "--override",
+        "sentence_len=1.0",
+        "--override",
+        "asnorm_top_n=3",
+        "--override",
+        "teacher_channels=32",
+        "--pair_override",
+        "ecapa_to_small",
+        "student_channels=16",
+        "--throughput_steps",
+        "2",
+        "--throughput_warmup",
+        "1",
+        "--profile_steps",
+        "1",
+        "--git_revision",
+        "test",
+    ]
+    assert run_benchmark.main(argv) == 0
+    return root, argv
+
+
+def test_cpu_profile_runs_from_the_cache(cpu_run):
+    """Every student trained from one teacher cache, one file per run with
+    its command, the teacher scored as it is, the step ratio reported."""
+    root, _ = cpu_run
+    cache = root / "out" / "teacher_cache"
+    assert (cache / "manifest.json").is_file()
+    runs = sorted((root / "results" / "runs").glob("*.json"))
+    assert [p.name for p in runs] == [
+        f"main__ecapa_to_small__{m}__{s}.json"
+        for m in ("none", "trkd")
+        for s in (3, 4)
+    ]
+    for path in runs:
+        result = json.loads(path.read_text())
+        assert f"--teacher_cache={cache}" in result["argv"]
+        assert "--wav_augment=null" in result["argv"]
+        assert result["threads"] == 1 and result["git_revision"] == "test"
+        assert result["command"].startswith("python recipes/VoxCeleb/TRKD")
+        if result["method"] == "trkd":
+            assert result["mean_conf_size"] >= 1
+        else:  # KD settings do not enter a run without KD
+            assert not any(a.startswith("--kd_") for a in result["argv"])
+    _, rows = read_csv(root / "results" / "results.csv")
+    teacher = [r for r in rows if r["pair"] == "teacher"]
+    assert {r["method"] for r in teacher} == {"as_is"}
+    _, ratios = read_csv(root / "results" / "speed.csv")
+    assert {r["option"] for r in ratios} == {
+        "online bf16 vs online fp32",
+        "cached bf16 vs online bf16",
+    }
+    assert all(float(r["step_speedup"]) > 0 for r in ratios)
+    markdown = (root / "results" / "results.md").read_text(encoding="utf-8")
+    assert "## Reading (setting 'main')" in markdown
+    assert "trkd" in markdown.split("## Reading")[1]
+
+
+def test_cpu_profile_skips_finished_runs(cpu_run):
+    """A run whose result file exists is not trained again; another tag
+    with other settings trains apart and is reported beside it."""
+    root, argv = cpu_run
+    first = root / "results" / "runs" / "main__ecapa_to_small__trkd__3.json"
+    before = first.stat().st_mtime_ns
+    tagged = list(argv)
+    methods = tagged.index("--methods")
+    tagged[methods + 1 : methods + 3] = ["trkd"]
+    seeds = tagged.index("--seeds")
+    tagged[seeds + 1 : seeds + 3] = ["3"]
+    tagged += ["--tag", "w0.1", "--student_override", "kd_weight=0.1"]
+    assert run_benchmark.main(tagged) == 0
+    assert first.stat().st_mtime_ns == before
+    assert (
+        root / "results" / "runs" / "w0.1__ecapa_to_small__trkd__3.json"
+    ).is_file()
+    _, rows = read_csv(root / "results" / "results.csv")
+    assert {"main", "w0.1"} <= {r["tag"] for r in rows}

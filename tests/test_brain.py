@@ -685,8 +685,8 @@ def test_kd_weight_warms_up_linearly(tmp_path, data):
     )
     weights = []
     original = brain._kd_weight_at
-    brain._kd_weight_at = lambda step: weights.append(original(step)) or (
-        weights[-1]
+    brain._kd_weight_at = lambda step: (
+        weights.append(original(step)) or (weights[-1])
     )
     brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
     assert brain.steps_per_epoch == 2
