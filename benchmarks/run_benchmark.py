@@ -78,6 +78,7 @@ METHODS = (
     "trkd",
     "trkd_fixed_tau",
     "trkd_no_mass",
+    "emb_cos",
 )
 _SHARED = REPO.parent / "shared"
 # Defaults of each --profile. "cpu" fits 2 CPU cores: the in-domain teacher
@@ -132,6 +133,9 @@ SPEED_COMPARISONS = {
     "gpu": [("fp32", "bf16")],
     "cpu": [("online fp32", "online bf16"), ("online bf16", "cached bf16")],
 }
+# Runs without KD do not depend on the distillation settings: one set of
+# them, under this tag, serves every --tag.
+NO_KD_TAG = "no_kd"
 RESULT_FILE = "benchmark_result.json"
 TEACHER_FILE = "benchmark_teacher.json"
 THROUGHPUT_FILE = "throughput.json"
@@ -952,17 +956,18 @@ def run_students(config, teacher):
     runs_folder = config.get("runs_folder")
     for pair in config["pairs"]:
         for method in config["methods"]:
+            run_tag = NO_KD_TAG if method == "none" else tag
             for seed in config["seeds"]:
                 folder = os.path.join(
                     config["output_folder"],
                     "students",
-                    tag,
+                    run_tag,
                     pair,
                     method,
                     str(seed),
                 )
                 argv = student_argv(config, teacher, pair, method, seed, folder)
-                run_file = f"{tag}__{pair}__{method}__{seed}.json"
+                run_file = f"{run_tag}__{pair}__{method}__{seed}.json"
                 done = os.path.join(folder, RESULT_FILE)
                 if runs_folder is not None:
                     done = os.path.join(runs_folder, run_file)
@@ -978,7 +983,7 @@ def run_students(config, teacher):
                     continue
                 jobs.append(
                     {
-                        "tag": tag,
+                        "tag": run_tag,
                         "pair": pair,
                         "method": method,
                         "seed": seed,
@@ -1310,7 +1315,7 @@ def compare_methods(rows, tag, pairs=None):
     by_key = {
         (r["pair"], r["method"], r["list"], r["backend"]): r
         for r in rows
-        if r.get("tag") == tag and r["seeds"] > 1
+        if r.get("tag") in (tag, NO_KD_TAG) and r["seeds"] > 1
     }
     sentences = []
     for (pair, method, list_name, backend), row in sorted(by_key.items()):
@@ -1475,7 +1480,7 @@ def write_report(config, teacher, throughput, invocations):
     done = {
         (r["pair"], r["method"], r["seed"])
         for r in runs
-        if r.get("tag", "main") == tag
+        if r.get("tag", "main") in (tag, NO_KD_TAG)
     }
     missing = sorted(expected - done)
     if missing:

@@ -247,8 +247,8 @@ def test_cpu_profile_runs_from_the_cache(cpu_run):
     assert (cache / "manifest.json").is_file()
     runs = sorted((root / "results" / "runs").glob("*.json"))
     assert [p.name for p in runs] == [
-        f"main__ecapa_to_small__{m}__{s}.json"
-        for m in ("none", "trkd")
+        f"{tag}__ecapa_to_small__{m}__{s}.json"
+        for tag, m in (("main", "trkd"), ("no_kd", "none"))
         for s in (3, 4)
     ]
     for path in runs:
