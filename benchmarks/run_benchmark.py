@@ -81,41 +81,56 @@ METHODS = (
     "emb_cos",
 )
 _SHARED = REPO.parent / "shared"
-# Defaults of each --profile. "cpu" fits 2 CPU cores: the in-domain teacher
-# (it knows the training speakers, so no head is trained) through a teacher
-# cache, small students (ECAPA C=128, 0.8 M; a ResNet of about 1 M), 2 s
-# crops, no augmentation (the cached views are the crops the teacher saw),
-# two student processes of one thread each.
+_CPU_RUN = {
+    "teacher_source": str(_SHARED / "models" / "ecapa-openspk"),
+    "teacher_n_classes": 450,
+    "methods": ["none", "kd", "dkd", "trkd", "gkd", "trkd_fixed_tau"],
+    "epochs": 10,
+    "precision": "bf16",
+}
+# Defaults of each --profile (explicit options win); without --profile,
+# "gpu" on a CUDA device and "cpu" otherwise. Both distil the in-domain
+# teacher (it knows the training speakers, so no head is trained).
+# "cpu" fits 2 CPU cores: the teacher through a teacher cache, an ECAPA
+# C=128 student (0.8 M) or a ResNet of about 1 M, 2 s crops without
+# augmentation (the cached views are the crops the teacher saw), two
+# student processes of one thread each. "gpu": an ECAPA C=512 student
+# (6.2 M) with the online teacher and the recipe's augmentation, three
+# students at once. "bare": the option defaults alone (the Hub teacher,
+# with a head fine-tuned for the training speakers first).
 PROFILES = {
-    "gpu": {},
-    "cpu": {
-        "teacher_source": str(_SHARED / "models" / "ecapa-openspk"),
-        "teacher_n_classes": 450,
-        "teacher_cache": True,
-        "teacher_cache_views": 2,
-        "teacher_cache_precision": "bf16",
-        "methods": ["none", "kd", "dkd", "trkd", "gkd", "trkd_fixed_tau"],
-        "epochs": 10,
-        "batch_size": 64,
-        "num_workers": 0,
-        "workers": 2,
-        "threads": 1,
-        "device": "cpu",
-        "precision": "bf16",
-        "throughput_methods": ["trkd"],
-        "time_epoch": False,
-        "student_override": [
+    "bare": {},
+    "cpu": dict(
+        _CPU_RUN,
+        teacher_cache=True,
+        teacher_cache_views=2,
+        teacher_cache_precision="bf16",
+        batch_size=64,
+        num_workers=0,
+        workers=2,
+        threads=1,
+        device="cpu",
+        throughput_methods=["trkd"],
+        time_epoch=False,
+        student_override=[
             "sentence_len=2.0",
             "lr=0.002",
             "lr_final=0.0002",
             "wav_augment=null",
             "ckpt_interval_minutes=5",
         ],
-        "pair_override": [
+        pair_override=[
             ["ecapa_to_small", "student_channels=128"],
             ["ecapa_to_resnet", "student_channels=[16, 32, 64, 128]"],
         ],
-    },
+    ),
+    "gpu": dict(
+        _CPU_RUN,
+        results_folder=str(BENCH_DIR / "results" / "gpu"),
+        batch_size=128,
+        workers=3,
+        student_override=["sentence_len=2.0"],
+    ),
 }
 METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 SPLIT_RATIO = [90, 10]
@@ -130,6 +145,7 @@ SPEED_VARIANTS = {
     "cached bf16": ({"precision": "bf16"}, {}),
 }
 SPEED_COMPARISONS = {
+    "bare": [("fp32", "bf16")],
     "gpu": [("fp32", "bf16")],
     "cpu": [("online fp32", "online bf16"), ("online bf16", "cached bf16")],
 }
@@ -1757,8 +1773,9 @@ def build_parser():
     parser.add_argument(
         "--profile",
         choices=sorted(PROFILES),
-        default="gpu",
-        help="a set of defaults: see PROFILES (explicit options win)",
+        default=None,
+        help="a set of defaults: see PROFILES (explicit options win); "
+        "gpu on a CUDA device, else cpu",
     )
     parser.add_argument(
         "--teacher_n_classes",
@@ -1811,8 +1828,10 @@ def parse_args(argv):
     (3, True, 1, 'ecapa_to_small')
     """
     parser = build_parser()
-    profile = parser.parse_known_args(argv)[0].profile
-    parser.set_defaults(**PROFILES[profile])
+    known = parser.parse_known_args(argv)[0]
+    if known.profile is None:
+        known.profile = "gpu" if known.device.startswith("cuda") else "cpu"
+    parser.set_defaults(profile=known.profile, **PROFILES[known.profile])
     return parser.parse_args(argv)
 
 

@@ -44,6 +44,8 @@ def bench_run(recipe_runner, tmp_path_factory):
         seed=7,
     )
     argv = [
+        "--profile",
+        "bare",
         "--data_folder",
         recipe_runner.values["data_folder"],
         "--teacher_source",
