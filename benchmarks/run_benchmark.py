@@ -1,34 +1,43 @@
 #!/usr/bin/env python3
 """Benchmark of TRKD against no KD, KD, DKD and GKD on real speech.
 
-One command runs the whole comparison of issue 4 with the recipe's own
-code, resumably:
+One command runs the whole comparison with the recipe's own code,
+resumably:
 
 1. decodes the corpus once into an int16 cache that every process maps
    (``audio_cache.py``); the recipe reads it through ``audio_io``;
 2. prepares the corpus (``voxceleb_prepare.py``), the trial lists' speakers
    kept out of training;
-3. fine-tunes the teacher's head on the training speakers
-   (``train_teacher.py`` with ``hparams/finetune_teacher.yaml``), and scores
-   the teacher zero-shot and fine-tuned;
-4. measures throughput (``throughput.py``): the distillation step and a
-   whole epoch, fp32 against bf16 autocast, and the KD loss's share of the
-   step, alone on the device;
-5. distils one student per pair, method and seed (``train_trkd.py`` with
+3. the teacher: one that knows the training speakers
+   (``--teacher_n_classes``) is scored as it is; otherwise its head is
+   fine-tuned on them first (``train_teacher.py`` with
+   ``hparams/finetune_teacher.yaml``) and it is scored zero-shot and
+   fine-tuned;
+4. with ``--teacher_cache``, embeds the cached views once
+   (``train_trkd.cache_teacher_outputs``): every student then trains from
+   them without running the teacher;
+5. measures throughput (``throughput.py``): the distillation step (and a
+   whole epoch), fp32 against bf16 autocast, the cached teacher against the
+   online one, and the KD loss's share of the step;
+6. distils one student per pair, method and seed (``train_trkd.py`` with
    the pair's hparams file and overrides only), every method with the same
-   budget, the seeds in concurrent processes on the one device;
-6. scores every student (cosine and AS-norm) on the trial lists and the
+   budget, in concurrent worker processes (``--workers``, ``--threads``);
+   each finished run writes one file to ``<results_folder>/runs``;
+7. scores every student (cosine and AS-norm) on the trial lists and the
    extra ones, and writes ``results.md``, ``results.csv``, ``runs.csv``,
-   ``throughput.csv`` and ``speed.csv`` to ``--results_folder``.
+   ``throughput.csv`` and ``speed.csv`` to ``--results_folder`` from every
+   run file there.
 
-Finished stages and runs are skipped when the same command runs again (a
-run interrupted mid-way resumes from its last checkpoint), so the benchmark
-can be spread over several calls of a limited length (``--stop_after``).
-See ``benchmarks/README.md``.
+``--profile`` chooses the defaults (``cpu``: 2 CPU cores, the default
+without a GPU; ``gpu``; ``bare``). Finished stages and runs are skipped when
+the same command runs again (a run interrupted mid-way resumes from its last
+checkpoint), and a finished run with other settings is refused, so the table
+grows over several sittings without mixing budgets. ``--tag`` keeps the runs
+of other shared settings (a sweep) apart. See ``benchmarks/README.md``.
 
-To run on a local GPU::
+To continue the table::
 
-    python benchmarks/run_benchmark.py --precision=bf16
+    python benchmarks/run_benchmark.py
 
 Authors
  * speechbrain-trkd developers 2026
@@ -1982,12 +1991,9 @@ def main(argv=None):
         )
     if config["deadline"] == float("inf"):
         config["deadline"] = time.time() + 10**9
-    manifest = os.path.join(data_folder, "stage_manifest.json")
     config["summary"] = {
+        "profile": args.profile,
         "data": f"{data_folder} ({len(train_speakers)} training speakers)",
-        "staged data": (
-            f"see {manifest}" if os.path.isfile(manifest) else "original"
-        ),
         "teacher": config["teacher_source"],
         "pairs": ", ".join(config["pairs"]),
         "methods": ", ".join(config["methods"]),
