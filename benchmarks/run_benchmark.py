@@ -709,7 +709,8 @@ def student_argv(config, teacher, pair, method, seed, output_folder):
         overrides = {
             key: value
             for key, value in overrides.items()
-            if not key.startswith("kd_") and key != "tau_schedule"
+            if key == "kd_method"
+            or not (key.startswith("kd_") or key == "tau_schedule")
         }
     return demo.command_line(
         str(RECIPE_DIR / "hparams" / PAIRS[pair]), overrides, config["run_opts"]
@@ -1024,7 +1025,9 @@ def run_students(config, teacher):
     n_workers = max(1, min(config["workers"], len(jobs)))
     processes = []
     for worker in range(n_workers):
-        spec_file = os.path.join(log_dir, f"worker{worker}.json")
+        # Per invocation: several invocations may share the output folder.
+        name = f"{tag}_{os.getpid()}_worker{worker}"
+        spec_file = os.path.join(log_dir, f"{name}.json")
         with open(spec_file, "w", encoding="utf-8") as fout:
             json.dump(
                 {
@@ -1041,9 +1044,7 @@ def run_students(config, teacher):
                 fout,
                 indent=2,
             )
-        log = open(
-            os.path.join(log_dir, f"worker{worker}.log"), "a", encoding="utf-8"
-        )
+        log = open(os.path.join(log_dir, f"{name}.log"), "a", encoding="utf-8")
         command = [sys.executable, __file__, "--run_jobs", spec_file]
         env = dict(os.environ)
         if config.get("threads"):

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from recipe_runner import REPO
@@ -259,10 +260,14 @@ def test_cpu_profile_runs_from_the_cache(cpu_run):
         assert "--wav_augment=null" in result["argv"]
         assert result["threads"] == 1 and result["git_revision"] == "test"
         assert result["command"].startswith("python recipes/VoxCeleb/TRKD")
+        log = (Path(result["output_folder"]) / "train_log.txt").read_text()
         if result["method"] == "trkd":
             assert result["mean_conf_size"] >= 1
+            assert "train kd_conf" in log
         else:  # KD settings do not enter a run without KD
-            assert not any(a.startswith("--kd_") for a in result["argv"])
+            kd_args = [a for a in result["argv"] if a.startswith("--kd_")]
+            assert kd_args == ["--kd_method=none"]
+            assert "train kd" not in log and "tau" not in log
     _, rows = read_csv(root / "results" / "results.csv")
     teacher = [r for r in rows if r["pair"] == "teacher"]
     assert {r["method"] for r in teacher} == {"as_is"}
