@@ -447,6 +447,26 @@ class _TRKDTerms(NamedTuple):
     background_mask: torch.Tensor  # [B, C] bool
 
 
+# The two choices of TRKD's decomposition (the paper's ablation): the
+# target-side term and the non-target term.
+TARGET_TERMS = ("three_mass", "binary")
+NONTARGET_TERMS = ("confusion", "all")
+
+
+def _check_terms(target_term, nontarget_term):
+    """Raises on an unknown target-side or non-target term name."""
+    if target_term not in TARGET_TERMS:
+        raise ValueError(
+            f"target_term must be one of {', '.join(TARGET_TERMS)}, got "
+            f"{target_term!r}"
+        )
+    if nontarget_term not in NONTARGET_TERMS:
+        raise ValueError(
+            f"nontarget_term must be one of {', '.join(NONTARGET_TERMS)}, "
+            f"got {nontarget_term!r}"
+        )
+
+
 def _trkd_terms(
     student_logits,
     teacher_logits,
@@ -454,31 +474,36 @@ def _trkd_terms(
     tau,
     temperature,
     with_background=False,
+    target_term="three_mass",
+    nontarget_term="confusion",
 ):
     """Computes the TRKD terms once, for trkd_loss and DistillationLoss.
 
     Expects autocast to be disabled by the caller. Nothing is scaled by T^2
-    or weighted by the lambdas here.
+    or weighted by the lambdas here. ``target_term`` "binary" replaces the
+    three masses by DKD's ``[p_y, 1 - p_y]``; ``nontarget_term`` "all"
+    replaces the confusion-set KL by DKD's KL over every non-target.
     """
     student, teacher = _prepare_pair(student_logits, teacher_logits)
     targets = _prepare_targets(targets, *student.shape)
     tmask = _target_mask(targets, student.shape[1])
     log_s, log_t = _log_softmax_pair(student, teacher, temperature)
     confusion, background = _partition_from_log_probs(log_t, tmask, tau)
+    groups = (
+        (confusion, background) if target_term == "three_mass" else (~tmask,)
+    )
 
     def log_masses(log_p):
         return torch.stack(
-            [
-                _gather_target(log_p, targets),
-                _masked_logsumexp(log_p, confusion),
-                _masked_logsumexp(log_p, background),
-            ],
+            [_gather_target(log_p, targets)]
+            + [_masked_logsumexp(log_p, group) for group in groups],
             dim=-1,
         )
 
     masses_t = log_masses(log_t)
     mass = _kl_from_logs(masses_t, log_masses(log_s))
-    conf = _masked_kl(log_t, log_s, confusion)
+    inside = confusion if nontarget_term == "confusion" else ~tmask
+    conf = _masked_kl(log_t, log_s, inside)
     back = _masked_kl(log_t, log_s, background) if with_background else None
     return _TRKDTerms(mass, conf, back, masses_t, confusion, background)
 
@@ -491,13 +516,22 @@ def _trkd_weighted(
     temperature,
     lambda_mass,
     lambda_conf,
+    target_term="three_mass",
+    nontarget_term="confusion",
 ):
     """TRKD loss plus its two scaled terms and the confusion mask."""
     temperature = _check_temperature(temperature)
     tau = _check_tau(tau)
+    _check_terms(target_term, nontarget_term)
     with _no_autocast(student_logits):
         terms = _trkd_terms(
-            student_logits, teacher_logits, targets, tau, temperature
+            student_logits,
+            teacher_logits,
+            targets,
+            tau,
+            temperature,
+            target_term=target_term,
+            nontarget_term=nontarget_term,
         )
         scale = temperature**2
         mass_term = scale * lambda_mass * terms.mass.mean()
@@ -513,6 +547,8 @@ def trkd_loss(
     temperature=4.0,
     lambda_mass=1.0,
     lambda_conf=8.0,
+    target_term="three_mass",
+    nontarget_term="confusion",
 ):
     """Triage knowledge distillation loss (Kim et al., ICASSP 2026).
 
@@ -533,6 +569,12 @@ def trkd_loss(
     (B empty) the loss equals :func:`dkd_loss` with
     ``alpha = lambda_mass`` and ``beta = lambda_conf``.
 
+    The paper's ablation swaps each of the two terms for DKD's:
+    ``target_term="binary"`` distils ``[p_y, 1 - p_y]`` (DKD's TCKD) instead
+    of the three masses (TMKD), and ``nontarget_term="all"`` distils the
+    distribution over every non-target (DKD's NCKD) instead of the one
+    inside F (CFKD). ``binary`` with ``all`` is DKD at any tau.
+
     Arguments
     ---------
     student_logits : torch.Tensor
@@ -549,6 +591,10 @@ def trkd_loss(
         Weight of the three-mass term.
     lambda_conf : float
         Weight of the confusion-set term.
+    target_term : str
+        "three_mass" (TMKD, TRKD's) or "binary" (DKD's TCKD).
+    nontarget_term : str
+        "confusion" (CFKD, TRKD's) or "all" (DKD's NCKD).
 
     Returns
     -------
@@ -563,6 +609,11 @@ def trkd_loss(
     >>> loss = trkd_loss(student, teacher, targets, tau=0.5, temperature=1.0)
     >>> round(loss.item(), 4)
     0.0687
+    >>> mixed = trkd_loss(student, teacher, targets, tau=0.5, temperature=1.0,
+    ...                   target_term="binary", nontarget_term="all")
+    >>> dkd = dkd_loss(student, teacher, targets, 1.0, 8.0, temperature=1.0)
+    >>> torch.allclose(mixed, dkd)
+    True
     >>> full = trkd_loss(student, teacher, targets, tau=1.0, temperature=1.0)
     >>> dkd = dkd_loss(student, teacher, targets, 1.0, 8.0, temperature=1.0)
     >>> torch.allclose(full, dkd)
@@ -576,6 +627,8 @@ def trkd_loss(
         temperature,
         lambda_mass,
         lambda_conf,
+        target_term,
+        nontarget_term,
     )
     return loss
 
@@ -1186,6 +1239,8 @@ class DistillationLoss(torch.nn.Module):
                 self.temperature,
                 self.options["lambda_mass"],
                 self.options["lambda_conf"],
+                self.options["target_term"],
+                self.options["nontarget_term"],
             )
             stats = {
                 "kd": loss.detach(),
