@@ -11,6 +11,9 @@ import numpy
 import pytest
 import soundfile
 import torch
+from speechbrain.dataio.encoder import CategoricalEncoder
+
+from speechbrain_trkd.synthetic import make_synthetic_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "VoxCeleb" / "TRKD"
@@ -511,3 +514,38 @@ def test_real_teacher_zero_shot_eer_on_openspk_subset(tmp_path):
     assert eer < 15.0, f"teacher EER {eer:.2f} % on the subset"
     assert metrics["O_subset"]["cosine"]["min_dcf_0.05"] < 1.0
     print(f"teacher subset EER {eer:.2f} % in {elapsed:.1f} s")
+
+
+def test_lists_of_teacher_trained_speakers_are_named(tmp_path, caplog):
+    """Scoring a list whose speakers the teacher trained on (Vox1-E/H with
+    the Hub teacher) warns with the count and marks the list's rows."""
+    corpus = make_synthetic_corpus(
+        tmp_path / "corpus",
+        n_train_speakers=2,
+        n_dev_speakers=3,
+        sessions_per_speaker=1,
+        utterances_per_session=2,
+        duration=(0.5, 0.6),
+    )
+    trials = sv.read_trials(corpus.trial_file)
+    dev = sorted({utt.split("/")[0] for utt in trials.enrol + trials.test})
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable(["vox_speaker", *dev[:2]])
+    encoder_file = tmp_path / "label_encoder.txt"
+    encoder.save(str(encoder_file))
+    with caplog.at_level("WARNING"):
+        overlap = sv.trained_speaker_overlap(
+            {"H": corpus.trial_file}, str(encoder_file)
+        )
+    assert overlap == {"H": (2, len(dev))}
+    assert f"trained on 2 of its {len(dev)} speakers" in caplog.text
+    assert str(encoder_file) in caplog.text
+    table = sv.format_results_table({"H": {"cosine": {"eer": 1.0}}}, overlap)
+    assert table.splitlines()[1].startswith("H*")
+    assert f"H: 2 of {len(dev)}" in table
+    clean = CategoricalEncoder()
+    clean.update_from_iterable(["vox_speaker"])
+    clean.save(str(tmp_path / "clean.txt"))
+    assert not sv.trained_speaker_overlap(
+        [corpus.trial_file], str(tmp_path / "clean.txt")
+    )

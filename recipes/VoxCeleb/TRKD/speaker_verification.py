@@ -42,6 +42,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio import audio_io
+from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import infer_device
 from speechbrain.utils.logger import get_logger
 
@@ -626,13 +627,80 @@ def evaluate_verification(
     return metrics
 
 
-def format_results_table(metrics):
+def trained_speaker_overlap(trial_lists, label_encoder_file):
+    """Warns about trial lists whose speakers a (teacher) model trained on.
+
+    A speaker is the first component of a trial utterance's path
+    (``<speaker>/<session>/<utt>``), as in VoxCeleb. The Hub teacher
+    (``spkrec-ecapa-voxceleb``) was trained on VoxCeleb1 + VoxCeleb2 dev, so
+    it has seen every speaker of Vox1-E and Vox1-H: a student distilled from
+    it and scored on those lists is scored on speakers its teacher knew.
+    Only Vox1-O is clean.
+
+    Arguments
+    ---------
+    trial_lists : dict or list
+        ``{name: path}`` or paths (named by file stem).
+    label_encoder_file : str
+        The model's ``label_encoder.txt`` (SpeechBrain ``CategoricalEncoder``
+        format).
+
+    Returns
+    -------
+    dict
+        ``{list_name: (trained_speakers, list_speakers)}`` for every list
+        with at least one speaker in the label encoder; each is also logged
+        as a warning.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.dataio.encoder import CategoricalEncoder
+    >>> tmp = tempfile.mkdtemp()
+    >>> encoder = CategoricalEncoder()
+    >>> encoder.update_from_iterable(["id1", "id2", "id9"])
+    >>> encoder.save(os.path.join(tmp, "label_encoder.txt"))
+    >>> with open(os.path.join(tmp, "H.txt"), "w") as f:
+    ...     _ = f.write("1 id1/a/1.wav id1/b/2.wav" + chr(10))
+    ...     _ = f.write("0 id1/a/1.wav id3/c/3.wav" + chr(10))
+    >>> trained_speaker_overlap([os.path.join(tmp, "H.txt")],
+    ...                         os.path.join(tmp, "label_encoder.txt"))
+    {'H': (1, 2)}
+    """
+    encoder = CategoricalEncoder()
+    encoder.load(label_encoder_file)
+    overlap = {}
+    for name, path in _named_trial_lists(trial_lists).items():
+        trials = read_trials(path)
+        speakers = {utt.split("/")[0] for utt in [*trials.enrol, *trials.test]}
+        known = sorted(spk for spk in speakers if spk in encoder.lab2ind)
+        if not known:
+            continue
+        overlap[name] = (len(known), len(speakers))
+        logger.warning(
+            "Trial list %s (%s): the model %s was trained on %d of its %d "
+            "speakers (e.g. %s), so its scores there do not measure a "
+            "student on unseen speakers",
+            name,
+            path,
+            label_encoder_file,
+            len(known),
+            len(speakers),
+            ", ".join(known[:3]),
+        )
+    return overlap
+
+
+def format_results_table(metrics, trained_overlap=None):
     """Formats the metrics of :func:`evaluate_verification` as a table.
 
     Arguments
     ---------
     metrics : dict
         ``{list_name: {backend: {metric: value}}}``.
+    trained_overlap : dict, optional
+        From :func:`trained_speaker_overlap`: those lists are marked ``*``
+        and a note under the table says how many speakers the teacher knew.
 
     Returns
     -------
@@ -641,11 +709,19 @@ def format_results_table(metrics):
 
     Example
     -------
-    >>> m = {"O": {"cosine": {"eer": 5.4412, "min_dcf_0.01": 0.41234}}}
+    >>> m = {"O": {"cosine": {"eer": 5.4412, "min_dcf_0.01": 0.41234}},
+    ...      "H": {"cosine": {"eer": 7.1}}}
     >>> print(format_results_table(m))
     list  backend  eer     min_dcf_0.01
     O     cosine   5.4412  0.4123
+    H     cosine   7.1000  -
+    >>> print(format_results_table(m, {"H": (1190, 1190)}))
+    list  backend  eer     min_dcf_0.01
+    O     cosine   5.4412  0.4123
+    H*    cosine   7.1000  -
+    * the teacher was trained on speakers of this list (H: 1190 of 1190)
     """
+    trained_overlap = trained_overlap or {}
     columns = []
     for per_backend in metrics.values():
         for values in per_backend.values():
@@ -656,14 +732,24 @@ def format_results_table(metrics):
             cells = [
                 f"{values[c]:.4f}" if c in values else "-" for c in columns
             ]
-            rows.append([name, backend, *cells])
+            label = f"{name}*" if name in trained_overlap else name
+            rows.append([label, backend, *cells])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
+    lines = [
         "  ".join(
             cell.ljust(w) for cell, w in zip(row, widths, strict=True)
         ).rstrip()
         for row in rows
-    )
+    ]
+    if trained_overlap:
+        counts = ", ".join(
+            f"{name}: {known} of {total}"
+            for name, (known, total) in trained_overlap.items()
+        )
+        lines.append(
+            f"* the teacher was trained on speakers of this list ({counts})"
+        )
+    return "\n".join(lines)
 
 
 def write_metrics(metrics, output_folder):
@@ -764,7 +850,15 @@ def main(argv=None):
         max_batch_seconds=hparams["max_batch_seconds"],
         num_workers=hparams["num_workers"],
     )
-    print(format_results_table(metrics))
+    overlap = {}
+    for folder in (hparams["model_source"], hparams["pretrained_savedir"]):
+        for name in ("label_encoder.txt", "label_encoder.ckpt"):
+            path = os.path.join(folder, name)
+            if not overlap and os.path.isfile(path):
+                overlap = trained_speaker_overlap(
+                    hparams["verification_lists"], path
+                )
+    print(format_results_table(metrics, overlap))
     json_path, csv_path = write_metrics(metrics, hparams["output_folder"])
     logger.info("Metrics written to %s and %s", json_path, csv_path)
     return metrics

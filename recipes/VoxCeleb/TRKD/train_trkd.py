@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from speaker_verification import (  # noqa: E402
     evaluate_verification,
     format_results_table,
+    trained_speaker_overlap,
     write_metrics,
 )
 from voxceleb_prepare import (  # noqa: E402
@@ -685,7 +686,15 @@ def score_encoder(encode_fn, hparams, device):
         sample_rate=hparams["sample_rate"],
     )
     write_metrics(metrics, hparams["output_folder"])
-    logger.info("Verification results:\n%s", format_results_table(metrics))
+    teacher_encoder = os.path.join(
+        hparams.get("teacher_folder", ""), "label_encoder.ckpt"
+    )
+    overlap = {}
+    if hparams.get("teacher_folder") and os.path.isfile(teacher_encoder):
+        overlap = trained_speaker_overlap(lists, teacher_encoder)
+    logger.info(
+        "Verification results:\n%s", format_results_table(metrics, overlap)
+    )
     return metrics
 
 
