@@ -31,6 +31,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff", "hypothesis", "yamllint"],
+        "plots": ["matplotlib"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
