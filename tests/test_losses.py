@@ -499,11 +499,12 @@ def test_properties(batch, classes, temperature, tau, tau_step, seed):
             fn(zs.unsqueeze(1), zt.unsqueeze(1)), flat, msg=name
         )
         # Teacher == student zeroes every loss but NKD (cross-entropies) and
-        # DIST on a batch of one or two: its intra-class correlation is
-        # undefined for one example, and for two the centred values of a
-        # class are +-d with d (a probability gap) down at the Pearson eps.
-        if name != "nkd" and not (name == "dist" and batch <= 2):
-            assert fn(zt, zt).abs().item() < 1e-4, name
+        # DIST on a batch of one (intra-class correlation undefined). DIST
+        # only nearly: its Pearson eps (1e-8) lowers the correlation of a
+        # class whose probabilities barely vary across the batch.
+        if name != "nkd" and not (name == "dist" and batch == 1):
+            tolerance = 1e-2 if name == "dist" else 1e-4
+            assert fn(zt, zt).abs().item() < tolerance, name
     small, _ = triage_partition(zt, ys, tau, temperature)
     large, _ = triage_partition(zt, ys, tau + tau_step, temperature)
     assert not (small & ~large).any()
