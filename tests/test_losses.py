@@ -499,12 +499,12 @@ def test_properties(batch, classes, temperature, tau, tau_step, seed):
             fn(zs.unsqueeze(1), zt.unsqueeze(1)), flat, msg=name
         )
         # Teacher == student zeroes every loss but NKD (cross-entropies) and
-        # DIST on a batch of one (intra-class correlation undefined). DIST
-        # only nearly: its Pearson eps (1e-8) lowers the correlation of a
-        # class whose probabilities barely vary across the batch.
-        if name != "nkd" and not (name == "dist" and batch == 1):
-            tolerance = 1e-2 if name == "dist" else 1e-4
-            assert fn(zt, zt).abs().item() < tolerance, name
+        # DIST: its Pearson eps (1e-8, as in the official code) lowers the
+        # correlation of a class whose probabilities barely vary across the
+        # batch, so DIST(z, z) can be well above 0 (0.05 was found at
+        # T = 0.5 on a batch of 2); its value is checked by hand above.
+        if name not in ("nkd", "dist"):
+            assert fn(zt, zt).abs().item() < 1e-4, name
     small, _ = triage_partition(zt, ys, tau, temperature)
     large, _ = triage_partition(zt, ys, tau + tau_step, temperature)
     assert not (small & ~large).any()
