@@ -390,3 +390,35 @@ def test_openspk(tmp_path):
         assert all(f[1] in enrol and f[2] in test for f in trials)
     dev_speakers = {i.split("/")[0] for i in enrol | test}
     assert dev_speakers == {s for s, r in roles.items() if r == "dev"}
+
+
+def test_train_folders_restrict_the_training_speakers(corpus, tmp_path):
+    """The paper's protocol: trial lists on one root (VoxCeleb1), training
+    speakers from another (VoxCeleb2 dev) only; the option is recorded."""
+    other = _second_corpus(corpus, tmp_path / "vox2")
+    paths = prep.prepare_voxceleb(
+        corpus.folder,
+        str(tmp_path / "prep"),
+        corpus.trial_file,
+        seg_dur=1.0,
+        train_folders=other,
+    )
+    train = _read(paths["train"]) + _read(paths["dev"])
+    assert {row["spk_id"] for row in train} == {"extra0", "extra1"}
+    assert all(row["wav"].startswith(other) for row in train)
+    trial_utts = {
+        utt for line in _trials(corpus.trial_file) for utt in line[1:]
+    }
+    assert {row["ID"] for row in _read(paths["test"])} <= trial_utts
+    assert all(r["wav"].startswith(corpus.folder) for r in _read(paths["test"]))
+    with open(tmp_path / "prep" / prep.OPTIONS_FILE) as handle:
+        assert '"train_folders"' in handle.read()
+    # Without the option, the options file is as before (no such key).
+    plain = prep.prepare_voxceleb(
+        corpus.folder, str(tmp_path / "plain"), corpus.trial_file, seg_dur=1.0
+    )
+    with open(tmp_path / "plain" / prep.OPTIONS_FILE) as handle:
+        assert "train_folders" not in handle.read()
+    assert {r["spk_id"] for r in _read(plain["train"])} == set(
+        corpus.train_speakers
+    )

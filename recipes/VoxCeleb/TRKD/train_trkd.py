@@ -68,7 +68,8 @@ def prepare_data(hparams):
     ---------
     hparams : dict
         The loaded hyperparameters (``data_folder``, ``prep_folder``,
-        ``verification_lists``, ``split_ratio``, ``seg_dur``, ``skip_prep``).
+        ``verification_lists``, ``split_ratio``, ``seg_dur``, ``skip_prep``
+        and, optionally, ``train_folders``).
 
     Example
     -------
@@ -98,6 +99,7 @@ def prepare_data(hparams):
             "split_ratio": hparams["split_ratio"],
             "seg_dur": hparams["seg_dur"],
             "skip_prep": hparams["skip_prep"],
+            "train_folders": hparams.get("train_folders"),
         },
     )
 

@@ -64,6 +64,7 @@ def prepare_voxceleb(
     min_dur=1.0,
     random_seed=1234,
     skip_prep=False,
+    train_folders=None,
 ):
     """Writes the train, dev, enrol and test CSV files of a VoxCeleb corpus.
 
@@ -110,6 +111,12 @@ def prepare_voxceleb(
         Seed of the train/dev shuffle.
     skip_prep : bool
         If True, do nothing and return the CSV paths.
+    train_folders : str or list of str, optional
+        The roots whose speakers train the model (default: every data
+        folder). The paper's VoxCeleb protocol trains on VoxCeleb2 dev
+        alone: ``data_folder`` VoxCeleb1 (the trial lists' audio) and
+        ``train_folders`` VoxCeleb2 dev. A root here that is not a data
+        folder is scanned too.
 
     Returns
     -------
@@ -161,6 +168,11 @@ def prepare_voxceleb(
         "min_dur": float(min_dur),
         "random_seed": int(random_seed),
     }
+    train_roots = folders
+    if train_folders:
+        train_roots = [os.path.abspath(f) for f in as_path_list(train_folders)]
+        options["train_folders"] = train_roots
+        folders = folders + [r for r in train_roots if r not in folders]
     if _already_prepared(save_folder, options, paths):
         logger.info(f"Skipping preparation, {save_folder} is up to date")
         return paths
@@ -179,12 +191,15 @@ def prepare_voxceleb(
         by_speaker = {}
         for rel, path in audio.items():
             speaker = rel.split("/")[0]
-            if speaker not in trial_speakers:
+            in_train_root = any(
+                path.startswith(os.path.join(root, "")) for root in train_roots
+            )
+            if in_train_root and speaker not in trial_speakers:
                 by_speaker.setdefault(speaker, []).append(path)
         if not by_speaker:
             raise ValueError(
-                f"No training speaker in {folders}: every speaker appears "
-                f"in the verification lists {list_files}"
+                f"No training speaker in {train_roots}: every speaker "
+                f"appears in the verification lists {list_files}"
             )
         train_rows, dev_rows = _segment_rows(
             by_speaker, seg_dur, min_dur, train_share, random_seed
