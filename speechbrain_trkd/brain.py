@@ -257,7 +257,9 @@ class DistillationBrain(sb.core.Brain):
     is 1.0 without one), ``kd_scale`` (30.0), ``kd_margin`` (0.0),
     ``kd_warmup_epochs`` (0.0: the KD weight ramps linearly from 0 to
     ``kd_weight`` over that many epochs of optimizer steps),
-    ``train_logger``, ``lr_annealing`` (per-epoch, ``old_lr, new_lr =
+    ``train_logger``, ``lr_step_schedule`` with ``lr_warmup_epochs`` (a
+    SpeechBrain per-step LR scheduler, see ``_build_lr_step_schedule``),
+    ``lr_annealing`` (per-epoch, ``old_lr, new_lr =
     lr_annealing(epoch)``; an optimizer parameter group with an ``lr_scale``
     entry gets ``new_lr * lr_scale``) and ``epoch_counter`` (only used to label
     test results). Batches carry ``sig`` and ``spk_id_encoded``. With
@@ -393,6 +395,7 @@ class DistillationBrain(sb.core.Brain):
                 f"{self.kd_warmup_epochs}"
             )
         self.steps_per_epoch = None
+        self.lr_step_schedule = None
         self.tau = None
         self.train_stats = None
         self.epoch_averages = EpochAverages()
@@ -651,10 +654,61 @@ class DistillationBrain(sb.core.Brain):
         """Places the teacher on the device, then SpeechBrain's setup.
 
         SpeechBrain's setup wraps the student for DDP, builds the optimizer
-        from the student's parameters and recovers the latest checkpoint.
+        from the student's parameters and recovers the latest checkpoint
+        (the per-step LR schedule's position included).
         """
         self._place_teacher()
+        self._build_lr_step_schedule()
         super().on_fit_start()
+        schedule = self.lr_step_schedule
+        if schedule is not None and schedule.current_step == 0:
+            schedule(self.optimizer)  # the first step's rate, not opt_class's
+
+    def _build_lr_step_schedule(self):
+        """Completes ``lr_step_schedule`` with the run's step counts.
+
+        ``hparams.lr_step_schedule`` is a SpeechBrain per-step scheduler
+        class given its rate arguments (e.g. ``!name:speechbrain.nnet.
+        schedulers.WarmAndExpDecayLRSchedule`` with ``lr`` and
+        ``decay_factor``); its ``n_warmup_steps`` and ``total_steps`` come
+        from ``lr_warmup_epochs`` and the epoch counter's limit, in
+        optimizer steps.
+        """
+        make = getattr(self.hparams, "lr_step_schedule", None)
+        if make is None or self.lr_step_schedule is not None:
+            return
+        if self.steps_per_epoch is None:
+            raise ValueError(
+                "lr_step_schedule needs the number of optimizer steps per "
+                "epoch: give fit a dataset or a loader with a length"
+            )
+        epochs = self.hparams.epoch_counter.limit
+        warmup = float(getattr(self.hparams, "lr_warmup_epochs", 0.0))
+        self.lr_step_schedule = make(
+            n_warmup_steps=max(1, round(warmup * self.steps_per_epoch)),
+            total_steps=epochs * self.steps_per_epoch,
+        )
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable(
+                "lr_step_schedule", self.lr_step_schedule
+            )
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Moves the per-step LR schedule on after each optimizer step.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch trained on.
+        outputs : dict
+            Output of ``compute_forward``.
+        loss : torch.Tensor
+            Output of ``compute_objectives``.
+        should_step : bool
+            Whether the optimizer stepped.
+        """
+        if should_step and self.lr_step_schedule is not None:
+            self.lr_step_schedule(self.optimizer)
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Places the teacher on the device and loads the best checkpoint.
@@ -860,6 +914,8 @@ class DistillationBrain(sb.core.Brain):
             for group in self.optimizer.param_groups:
                 group["lr"] = new_lr * group.get("lr_scale", 1.0)
             meta["lr"] = old_lr
+        elif self.lr_step_schedule is not None:
+            meta["lr"] = self.optimizer.param_groups[0]["lr"]
         if getattr(self._kd_criterion, "uses_tau", False):
             meta["tau"] = self.tau
         logger = getattr(self.hparams, "train_logger", None)

@@ -8,6 +8,7 @@ more classes than the student (aligned by class_index_map).
 import math
 import socket
 import zipfile
+from functools import partial
 from typing import NamedTuple
 
 import pytest
@@ -20,7 +21,10 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
-from speechbrain.nnet.schedulers import LinearScheduler
+from speechbrain.nnet.schedulers import (
+    LinearScheduler,
+    WarmAndExpDecayLRSchedule,
+)
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.epoch_loop import EpochCounter
@@ -696,3 +700,33 @@ def test_kd_weight_warms_up_linearly(tmp_path, data):
 def test_kd_warmup_must_be_a_number_of_epochs(tmp_path, data):
     with pytest.raises(ValueError, match="kd_warmup_epochs must be"):
         make_brain(tmp_path, data, kd_warmup_epochs=-1.0)
+
+
+def test_lr_step_schedule_warms_up_and_decays_per_step(tmp_path, data):
+    """A SpeechBrain per-step scheduler, its step counts from epochs: each
+    optimizer step runs at the scheduled rate, from the first one."""
+    brain, counter = make_brain(
+        tmp_path,
+        data,
+        epochs=2,
+        lr_step_schedule=partial(
+            WarmAndExpDecayLRSchedule, lr=0.1, decay_factor=0.01
+        ),
+        lr_warmup_epochs=1.0,
+    )
+    rates = []
+    original = brain.fit_batch
+
+    def recording_fit_batch(batch):
+        rates.append(brain.optimizer.param_groups[0]["lr"])
+        return original(batch)
+
+    brain.fit_batch = recording_fit_batch
+    brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
+    schedule = brain.lr_step_schedule
+    assert (schedule.n_warmup_steps, schedule.decay_steps) == (2, 2)
+    assert rates == pytest.approx([0.0, 0.05, 0.1, 0.01])
+    assert "lr_step_schedule" in brain.checkpointer.recoverables
+    assert brain.hparams.train_logger.records[-1][0]["lr"] == pytest.approx(
+        0.001
+    )
