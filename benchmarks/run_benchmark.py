@@ -87,6 +87,8 @@ METHODS = (
     "trkd",
     "trkd_fixed_tau",
     "trkd_no_mass",
+    "tmkd_nckd",
+    "tckd_cfkd",
     "emb_cos",
 )
 _SHARED = REPO.parent / "shared"
@@ -178,7 +180,10 @@ def method_overrides(method, fixed_tau=0.3):
     ``trkd_fixed_tau`` holds tau constant (the exponential curriculum with
     equal start and end values: hyperpyyaml keeps an entry's class when it
     is overridden, so the class itself cannot be swapped from the command
-    line); ``trkd_no_mass`` drops the mass term (``lambda_mass: 0``).
+    line); ``trkd_no_mass`` drops the mass term (``lambda_mass: 0``);
+    ``tmkd_nckd`` and ``tckd_cfkd`` are the paper's ablation rows (three
+    masses with DKD's non-target term; DKD's binary term with the
+    confusion-set term), with the curriculum.
 
     Arguments
     ---------
@@ -199,6 +204,8 @@ def method_overrides(method, fixed_tau=0.3):
     {'kd_method': 'trkd', 'kd_method_options': {'trkd': {'lambda_mass': 0.0}}}
     >>> method_overrides("trkd_fixed_tau", 0.2)["tau_schedule"]
     {'tau_init': 0.2, 'tau_final': 0.2}
+    >>> method_overrides("tckd_cfkd")["kd_method_options"]
+    {'trkd': {'target_term': 'binary', 'nontarget_term': 'confusion'}}
     >>> method_overrides("fitnet")
     Traceback (most recent call last):
     ...
@@ -217,6 +224,18 @@ def method_overrides(method, fixed_tau=0.3):
         return {
             "kd_method": "trkd",
             "kd_method_options": {"trkd": {"lambda_mass": 0.0}},
+        }
+    if method in ("tmkd_nckd", "tckd_cfkd"):  # the paper's mixed variants
+        target, nontarget = (
+            ("three_mass", "all")
+            if method == "tmkd_nckd"
+            else ("binary", "confusion")
+        )
+        return {
+            "kd_method": "trkd",
+            "kd_method_options": {
+                "trkd": {"target_term": target, "nontarget_term": nontarget}
+            },
         }
     return {"kd_method": method}
 
