@@ -123,6 +123,9 @@ PROFILES = {
         device="cpu",
         throughput_methods=["trkd"],
         time_epoch=False,
+        throughput_steps=5,
+        throughput_warmup=2,
+        profile_steps=2,
         student_override=[
             "sentence_len=2.0",
             "lr=0.002",
@@ -1674,6 +1677,14 @@ def hardware(device):
     return f"CPU {name}, {os.cpu_count()} cores"
 
 
+def _read_json(path):
+    """A JSON file's content, or None when there is no such file."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fin:
+        return json.load(fin)
+
+
 def build_parser():
     """The command-line parser.
 
@@ -1829,6 +1840,11 @@ def build_parser():
         type=int,
         default=None,
         help="torch threads of each student process (default: torch's)",
+    )
+    parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="write the report from the finished runs; train nothing",
     )
     parser.add_argument(
         "--tag",
@@ -2044,6 +2060,18 @@ def main(argv=None):
         ),
     }
 
+    log_path = os.path.join(output_folder, INVOCATIONS_FILE)
+    if args.report_only:
+        teacher = _read_json(
+            os.path.join(output_folder, "teacher", TEACHER_FILE)
+        )
+        throughput = _read_json(os.path.join(output_folder, THROUGHPUT_FILE))
+        files = write_report(
+            config, teacher, throughput or [], _read_json(log_path) or []
+        )
+        print("written: " + ", ".join(files), flush=True)
+        return 0
+
     failed = 0
     teacher = None
     throughput = []
@@ -2059,11 +2087,7 @@ def main(argv=None):
         print("past --stop_after before the teacher stage: nothing run")
 
     invocation["wall_s"] = time.time() - start
-    log_path = os.path.join(output_folder, INVOCATIONS_FILE)
-    invocations = []
-    if os.path.isfile(log_path):
-        with open(log_path, encoding="utf-8") as fin:
-            invocations = json.load(fin)
+    invocations = _read_json(log_path) or []
     invocations.append(invocation)
     with open(log_path, "w", encoding="utf-8") as fout:
         json.dump(invocations, fout, indent=2)

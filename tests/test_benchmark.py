@@ -301,3 +301,18 @@ def test_cpu_profile_skips_finished_runs(cpu_run):
     ).is_file()
     _, rows = read_csv(root / "results" / "results.csv")
     assert {"main", "w0.1"} <= {r["tag"] for r in rows}
+
+
+def test_report_only_trains_nothing(cpu_run):
+    """--report_only rewrites the report from the run files alone."""
+    root, argv = cpu_run
+    results = root / "results" / "results.md"
+    results.unlink()
+    runs = sorted((root / "results" / "runs").glob("*.json"))
+    stamps = [p.stat().st_mtime_ns for p in runs]
+    invocations = root / "out" / run_benchmark.INVOCATIONS_FILE
+    count = len(json.loads(invocations.read_text()))
+    assert run_benchmark.main([*argv, "--report_only"]) == 0
+    assert results.is_file() and "as_is" in results.read_text()
+    assert [p.stat().st_mtime_ns for p in runs] == stamps
+    assert len(json.loads(invocations.read_text())) == count
