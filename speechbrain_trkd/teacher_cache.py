@@ -420,7 +420,18 @@ class TeacherCache:
         return int(self.manifest["views"])
 
     def row(self, segment_id):
-        """The row of a segment; a KeyError names an unknown one."""
+        """The row of a segment; a KeyError names an unknown one.
+
+        Example
+        -------
+        >>> cache = _example_cache()
+        >>> cache.row("s1")
+        1
+        >>> cache.row("s7")
+        Traceback (most recent call last):
+        ...
+        KeyError: "segment 's7' is not in the teacher cache ..."
+        """
         try:
             return self._rows[segment_id]
         except KeyError:
@@ -430,9 +441,47 @@ class TeacherCache:
             ) from None
 
     def offsets(self, row):
-        """int64 ``[views, 2]``: start and stop sample of each view."""
+        """int64 ``[views, 2]``: start and stop sample of each view.
+
+        Example
+        -------
+        >>> _example_cache().offsets(0).tolist()
+        [[0, 200], [0, 200]]
+        """
         return self._offsets[row]
 
     def embedding(self, row, view):
-        """The teacher's embedding of one view, float32 ``[emb_dim]``."""
+        """The teacher's embedding of one view, float32 ``[emb_dim]``.
+
+        Example
+        -------
+        >>> _example_cache().embedding(1, 0)
+        array([199.5], dtype=float32)
+        """
         return np.array(self._embeddings[row, view])
+
+
+def _example_cache():
+    """A two-segment cache of crop means, for the examples above."""
+    import tempfile
+
+    segments = [
+        {"id": f"s{i}", "start": 0, "stop": 200 * (i + 1)} for i in range(2)
+    ]
+    options = {
+        "teacher_sha256": {},
+        "prepare_options": {},
+        "views": 2,
+        "seed": 0,
+        "crop_seconds": 0.03125,
+        "sample_rate": 16000,
+        "precision": "fp32",
+    }
+    return build_teacher_cache(
+        tempfile.mkdtemp(),
+        segments,
+        lambda wavs, lens: wavs.mean(1, keepdim=True).unsqueeze(1),
+        lambda segment, start, stop: torch.arange(start, stop).float(),
+        options,
+        1,
+    )
