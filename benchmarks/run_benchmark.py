@@ -557,9 +557,7 @@ def run_teacher(config):
     del brain, hparams
     _free_memory()
     encoder = speaker_verification.load_pretrained_encoder(
-        config["teacher_source"],
-        os.path.join(teacher_out, "zero_shot", "pretrained"),
-        device,
+        config["teacher_source"], device
     )
     info["zero_shot"] = score_lists(
         speaker_verification.pretrained_encode_fn(encoder),
@@ -606,9 +604,7 @@ def score_teacher_as_is(config, teacher_out):
     """
     device = config["run_opts"]["device"]
     encoder = speaker_verification.load_pretrained_encoder(
-        config["teacher_source"],
-        os.path.join(teacher_out, "pretrained"),
-        device,
+        config["teacher_source"], device
     )
     settings = {
         "verification_backends": ["cosine", "asnorm"],

@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -549,3 +550,57 @@ def test_lists_of_teacher_trained_speakers_are_named(tmp_path, caplog):
     assert not sv.trained_speaker_overlap(
         [corpus.trial_file], str(tmp_path / "clean.txt")
     )
+
+
+def test_model_folder_code_is_never_run(tmp_path):
+    """A payload in a model folder's hyperparams.yaml does not run; the
+    weights load into our own architecture and embed as SpeechBrain's own
+    loader of the clean folder does."""
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    clean = tmp_path / "clean"
+    make_tiny_model_folder(clean)
+    hostile = tmp_path / "hostile"
+    shutil.copytree(clean, hostile)
+    marker = tmp_path / "pwned"
+    with open(hostile / "hyperparams.yaml", "a") as fout:
+        fout.write(f'pwn: !apply:os.system ["touch {marker}"]\n')
+    encoder = sv.load_pretrained_encoder(str(hostile), "cpu")
+    assert not marker.exists()
+    reference = EncoderClassifier.from_hparams(
+        source=str(clean),
+        savedir=str(tmp_path / "savedir"),
+        overrides={"pretrained_path": str(clean)},
+        run_opts={"device": "cpu"},
+    )
+    wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(1))
+    lens = torch.ones(2)
+    for normalize in (False, True):
+        torch.testing.assert_close(
+            encoder.encode_batch(wavs, lens, normalize=normalize),
+            reference.encode_batch(wavs, lens, normalize=normalize),
+        )
+    assert encoder.hparams.label_encoder.decode_ndim(1) == "b"
+
+
+def test_model_folder_pins_and_damage_are_named(tmp_path):
+    """A wrong sha256 pin, a truncated checkpoint and a damaged label
+    encoder each fail before use, naming the file in the model folder."""
+    model = tmp_path / "model"
+    make_tiny_model_folder(model)
+    digest = sv.file_sha256(model / "classifier.ckpt")
+    sv.load_pretrained_encoder(
+        str(model), "cpu", sha256={"classifier.ckpt": digest}
+    )
+    with pytest.raises(ValueError, match="classifier.ckpt has sha256"):
+        sv.load_pretrained_encoder(
+            str(model), "cpu", sha256={"classifier.ckpt": "0" * 64}
+        )
+    data = (model / "classifier.ckpt").read_bytes()
+    (model / "classifier.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"model/classifier.ckpt is not a"):
+        sv.load_pretrained_encoder(str(model), "cpu")
+    (model / "classifier.ckpt").write_bytes(data)
+    (model / "label_encoder.txt").write_text("'a' => 0\nbroken line\n")
+    with pytest.raises(ValueError, match=r"model/label_encoder.txt is dama"):
+        sv.load_pretrained_encoder(str(model), "cpu")

@@ -12,10 +12,11 @@ pretrained-model folder (the ECAPA teacher or an exported student)::
         --model_source=/path/to/spkrec-ecapa-voxceleb \\
         --data_folder=/path/to/VoxCeleb1
 
-The model folder holds ``hyperparams.yaml`` (with a ``pretrained_path``
-entry, overridden to point at the folder), ``embedding_model.ckpt``,
-``classifier.ckpt``, ``label_encoder.txt`` and optionally
-``mean_var_norm_emb.ckpt``.
+The model folder (Hub layout) is read as data, never run: the architecture
+comes from this recipe's ``hparams/inference/`` files, and only
+``embedding_model.ckpt``, ``classifier.ckpt`` (``weights_only=True``),
+``label_encoder.txt`` and, when present, ``mean_var_norm_emb.ckpt`` are
+loaded; its ``hyperparams.yaml`` is ignored.
 
 Embedding normalisation: the model's ``mean_var_norm_emb`` (a global mean
 subtraction learnt on training embeddings) is not applied by default
@@ -43,6 +44,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio import audio_io
 from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.distributed import infer_device
 from speechbrain.utils.logger import get_logger
 
@@ -57,6 +59,7 @@ from speechbrain_trkd.scoring import (
     speaker_mean_embeddings,
     write_scores,
 )
+from speechbrain_trkd.teacher_cache import file_sha256
 
 logger = get_logger(__name__)
 
@@ -222,18 +225,78 @@ def compute_embeddings(
     return embeddings
 
 
-def load_pretrained_encoder(model_source, savedir, device=None):
-    """Loads a SpeechBrain pretrained speaker model from a local folder.
+def _load_checkpoint(path):
+    """A state dict read with ``weights_only=True``, naming a bad file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint ({error})"
+        ) from error
+
+
+def check_sha256(folder, pins):
+    """Raises unless each pinned file of ``folder`` has its sha256.
+
+    Arguments
+    ---------
+    folder : str
+        The model folder.
+    pins : dict or None
+        ``{file name: hex sha256}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "a.ckpt"), "w") as f:
+    ...     _ = f.write("abc")
+    >>> check_sha256(folder, {"a.ckpt": "ba7816bf8f01cfea414140de5dae2223"
+    ...                       "b00361a396177a9cb410ff61f20015ad"})
+    >>> check_sha256(folder, {"a.ckpt": "00"})
+    Traceback (most recent call last):
+    ...
+    ValueError: .../a.ckpt has sha256 ba7816bf..., the pin says 00
+    """
+    for name, expected in (pins or {}).items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} is pinned but does not exist")
+        actual = file_sha256(path)
+        if actual != expected.lower():
+            raise ValueError(
+                f"{path} has sha256 {actual[:8]}..., the pin says {expected}"
+            )
+
+
+def load_pretrained_encoder(
+    model_source, device=None, architecture="ecapa", sizes=None, sha256=None
+):
+    """Loads a pretrained speaker model's weights into our own architecture.
+
+    Nothing in the folder is executed: its ``hyperparams.yaml`` is not read.
+    The architecture comes from this recipe's ``hparams/inference/
+    <architecture>.yaml``; only ``embedding_model.ckpt`` and
+    ``classifier.ckpt`` (``weights_only=True``) and ``label_encoder.txt``
+    (and ``mean_var_norm_emb.ckpt`` when present) are read, after the
+    optional sha256 pins are checked. An ECAPA's
+    channels, input features, embedding size and classes are read from the
+    weights' shapes; other sizes come from ``sizes``.
 
     Arguments
     ---------
     model_source : str
-        Folder with ``hyperparams.yaml`` and the checkpoints it names; its
-        ``pretrained_path`` entry is overridden with this folder.
-    savedir : str
-        Where SpeechBrain collects (links) the model files.
+        The model folder (Hub layout).
     device : str, optional
         Device of the model; by default the accelerator when there is one.
+    architecture : str
+        ``ecapa`` or ``resnet``: an inference hparams file of the recipe.
+    sizes : dict, optional
+        Overrides of that file (e.g. ``{"channels": [16, 32, 64, 128]}``).
+    sha256 : dict, optional
+        ``{file name: hex sha256}`` to verify before anything is loaded.
 
     Returns
     -------
@@ -242,23 +305,61 @@ def load_pretrained_encoder(model_source, savedir, device=None):
 
     Example
     -------
-    >>> load_pretrained_encoder("/no/such/model", "/tmp/unused")
+    >>> load_pretrained_encoder("/no/such/model")
     Traceback (most recent call last):
     ...
-    FileNotFoundError: no hyperparams.yaml in model folder /no/such/model
+    FileNotFoundError: /no/such/model/classifier.ckpt does not exist
     """
     from speechbrain.inference.speaker import EncoderClassifier
 
     model_source = os.path.abspath(model_source)
-    hparams_path = os.path.join(model_source, "hyperparams.yaml")
-    if not os.path.isfile(hparams_path):
-        raise FileNotFoundError(
-            f"no hyperparams.yaml in model folder {model_source}"
-        )
-    encoder = EncoderClassifier.from_hparams(
-        source=model_source,
-        savedir=savedir,
-        overrides={"pretrained_path": model_source},
+    check_sha256(model_source, sha256)
+    classifier = _load_checkpoint(os.path.join(model_source, "classifier.ckpt"))
+    embedding_path = os.path.join(model_source, "embedding_model.ckpt")
+    embedding = _load_checkpoint(embedding_path)
+    n_classes, emb_dim = classifier["weight"].shape
+    overrides = {
+        "pretrained_path": model_source,
+        "emb_dim": emb_dim,
+        "out_n_neurons": n_classes,
+    }
+    if architecture == "ecapa":
+        first = embedding["blocks.0.conv.conv.weight"]  # [C, n_mels, k]
+        overrides["channels"], overrides["n_mels"] = first.shape[:2]
+    overrides.update(sizes or {})
+    inference_file = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)),
+        "hparams",
+        "inference",
+        f"{architecture}.yaml",
+    )
+    with open(inference_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    for name, state in (
+        ("embedding_model", embedding),
+        ("classifier", classifier),
+    ):
+        try:
+            hparams[name].load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(
+                f"{model_source}/{name}.ckpt does not fit the {architecture} "
+                f"architecture of {inference_file} with {overrides}: {error}"
+            ) from error
+    encoder_file = os.path.join(model_source, "label_encoder.txt")
+    if os.path.isfile(encoder_file):
+        try:
+            hparams["label_encoder"].load(encoder_file)
+        except ValueError as error:
+            raise ValueError(f"{encoder_file} is damaged ({error})") from error
+    norm_file = os.path.join(model_source, "mean_var_norm_emb.ckpt")
+    if os.path.isfile(norm_file):  # the embeddings' global normalisation
+        norm = InputNormalization(norm_type="global", std_norm=False)
+        norm._load_statistics_dict(_load_checkpoint(norm_file))
+        hparams["mean_var_norm_emb"] = norm.eval()  # fixed statistics
+    encoder = EncoderClassifier(
+        modules=hparams["modules"],
+        hparams=hparams,
         run_opts={"device": device or infer_device()},
     )
     encoder.eval()
@@ -830,7 +931,11 @@ def main(argv=None):
     )
     device = run_opts["device"] or infer_device()
     encoder = load_pretrained_encoder(
-        hparams["model_source"], hparams["pretrained_savedir"], device
+        hparams["model_source"],
+        device,
+        architecture=hparams["model_architecture"],
+        sizes=hparams["model_sizes"],
+        sha256=hparams["model_sha256"],
     )
     encode_fn = pretrained_encode_fn(encoder, hparams["normalize_embeddings"])
     metrics = evaluate_verification(
@@ -851,13 +956,11 @@ def main(argv=None):
         num_workers=hparams["num_workers"],
     )
     overlap = {}
-    for folder in (hparams["model_source"], hparams["pretrained_savedir"]):
-        for name in ("label_encoder.txt", "label_encoder.ckpt"):
-            path = os.path.join(folder, name)
-            if not overlap and os.path.isfile(path):
-                overlap = trained_speaker_overlap(
-                    hparams["verification_lists"], path
-                )
+    encoder_file = os.path.join(hparams["model_source"], "label_encoder.txt")
+    if os.path.isfile(encoder_file):
+        overlap = trained_speaker_overlap(
+            hparams["verification_lists"], encoder_file
+        )
     print(format_results_table(metrics, overlap))
     json_path, csv_path = write_metrics(metrics, hparams["output_folder"])
     logger.info("Metrics written to %s and %s", json_path, csv_path)
