@@ -211,6 +211,12 @@ def test_compute_embeddings_errors(corpus, tmp_path):
         sv.compute_embeddings(spectral_encoder, [str(wrong_rate)], 2, "cpu")
     with pytest.raises(ValueError, match="no audio files"):
         sv.compute_embeddings(spectral_encoder, [], 2, "cpu")
+    nan_file = tmp_path / "nan.wav"
+    samples = numpy.zeros(16000, numpy.float32)
+    samples[100] = numpy.nan
+    soundfile.write(nan_file, samples, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match="nan.wav: non-finite samples"):
+        sv.compute_embeddings(spectral_encoder, [str(nan_file)], 2, "cpu")
 
     def bad(wavs, wav_lens):
         return wavs[:, :3, None]

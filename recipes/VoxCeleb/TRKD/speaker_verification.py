@@ -91,6 +91,8 @@ class _UtteranceDataset(torch.utils.data.Dataset):
             )
         if signal.shape[1] == 0:
             raise ValueError(f"{path}: the audio file holds no samples")
+        if not torch.isfinite(signal).all():
+            raise ValueError(f"{path}: non-finite samples (NaN or inf)")
         return index, signal.mean(dim=0)
 
 

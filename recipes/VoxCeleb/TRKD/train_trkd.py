@@ -232,7 +232,8 @@ def dataio_prep(hparams, cache=None, with_audio=True):
 
 
 def read_crop(wav, start, stop, sample_rate):
-    """Reads samples ``[start, stop)`` of an audio file, checking its rate.
+    """Reads samples ``[start, stop)`` of an audio file, checking its rate
+    and that every sample is finite.
 
     Arguments
     ---------
@@ -259,6 +260,13 @@ def read_crop(wav, start, stop, sample_rate):
     Traceback (most recent call last):
     ...
     ValueError: ...x.wav is sampled at 8000 Hz, the recipe expects 16000 Hz ...
+    >>> signal = torch.zeros(1, 800)
+    >>> signal[0, 250] = float("nan")
+    >>> audio_io.save(path, signal, 8000, subtype="FLOAT")
+    >>> read_crop(path, 200, 300, 8000)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...x.wav holds non-finite samples (NaN or inf) between ...
     """
     sig, rate = audio_io.load(
         wav, frame_offset=int(start), num_frames=int(stop) - int(start)
@@ -267,6 +275,13 @@ def read_crop(wav, start, stop, sample_rate):
         raise ValueError(
             f"{wav} is sampled at {rate} Hz, the recipe expects "
             f"{sample_rate} Hz (hparam sample_rate)"
+        )
+    # One NaN sample would reach the batch-norm statistics of the student
+    # in its forward pass, before any loss check: the file is an error.
+    if not torch.isfinite(sig[0]).all():
+        raise ValueError(
+            f"{wav} holds non-finite samples (NaN or inf) between samples "
+            f"{int(start)} and {int(stop)}: repair or remove the file"
         )
     return sig[0]
 
