@@ -50,6 +50,27 @@ def _check_finite(name, value):
     return value
 
 
+def _check_tau(name, value):
+    """Returns ``value`` as a float after checking it is a tau in (0, 1].
+
+    Example
+    -------
+    >>> _check_tau("tau_final", 0.05)
+    0.05
+    >>> _check_tau("tau_final", 0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: tau_final must lie in (0, 1], got 0.0: ...
+    """
+    value = _check_finite(name, value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"{name} must lie in (0, 1], got {value}: tau is the share of "
+            "the non-target mass kept in the confusion set"
+        )
+    return value
+
+
 def _check_epoch_window(start_epoch, stop_epoch):
     """Validates a ``[start_epoch, stop_epoch]`` window.
 
@@ -131,10 +152,10 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> schedule = LinearTauSchedule(1.0, 0.0, start_epoch=0, stop_epoch=2)
+        >>> schedule = LinearTauSchedule(1.0, 0.5, start_epoch=0, stop_epoch=2)
         >>> schedule.set_steps_per_epoch(10)
         >>> schedule(10)
-        0.5
+        0.75
         """
         if isinstance(steps_per_epoch, bool):
             raise TypeError("steps_per_epoch must be an integer, got a bool")
@@ -190,8 +211,8 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> LinearTauSchedule(1.0, 0.0, 0, 1, steps_per_epoch=4).value(1)
-        0.75
+        >>> LinearTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=4).value(1)
+        0.875
         """
 
     def __call__(self, step):
@@ -209,9 +230,9 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> schedule = CosineTauSchedule(1.0, 0.0, 0, 1, steps_per_epoch=2)
+        >>> schedule = CosineTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=2)
         >>> round(schedule(1), 6)
-        0.5
+        0.75
         """
         if isinstance(step, bool):
             raise TypeError("step must be an integer, got a bool")
@@ -246,9 +267,9 @@ class _WindowTauSchedule(TauSchedule):
 
     Example
     -------
-    >>> schedule = LinearTauSchedule(1.0, 0.0, 1, 3, steps_per_epoch=1)
+    >>> schedule = LinearTauSchedule(1.0, 0.5, 1, 3, steps_per_epoch=1)
     >>> [schedule(s) for s in range(5)]
-    [1.0, 1.0, 0.5, 0.0, 0.0]
+    [1.0, 1.0, 0.75, 0.5, 0.5]
     """
 
     def __init__(
@@ -260,8 +281,13 @@ class _WindowTauSchedule(TauSchedule):
         steps_per_epoch=None,
     ):
         super().__init__(steps_per_epoch)
-        self.tau_init = _check_finite("tau_init", tau_init)
-        self.tau_final = _check_finite("tau_final", tau_final)
+        self.tau_init = _check_tau("tau_init", tau_init)
+        self.tau_final = _check_tau("tau_final", tau_final)
+        if self.tau_final > self.tau_init:
+            raise ValueError(
+                f"tau_final={self.tau_final} is larger than tau_init="
+                f"{self.tau_init}: the curriculum narrows the confusion set"
+            )
         self.start_epoch, self.stop_epoch = _check_epoch_window(
             start_epoch, stop_epoch
         )
@@ -281,7 +307,7 @@ class _WindowTauSchedule(TauSchedule):
 
         Example
         -------
-        >>> LinearTauSchedule(1, 0, 2, 4, steps_per_epoch=10).progress(30)
+        >>> LinearTauSchedule(1, 0.5, 2, 4, steps_per_epoch=10).progress(30)
         0.5
         """
         start = self.epoch_to_step(self.start_epoch)
@@ -308,8 +334,8 @@ class _WindowTauSchedule(TauSchedule):
 
         Example
         -------
-        >>> LinearTauSchedule(1.0, 0.0, 0, 1).interpolate(0.25)
-        0.75
+        >>> LinearTauSchedule(1.0, 0.5, 0, 1).interpolate(0.25)
+        0.875
         """
 
     def value(self, step):
@@ -328,8 +354,8 @@ class _WindowTauSchedule(TauSchedule):
 
         Example
         -------
-        >>> LinearTauSchedule(1.0, 0.0, 0, 1, steps_per_epoch=4).value(4)
-        0.0
+        >>> LinearTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=4).value(4)
+        0.5
         """
         fraction = self.progress(step)
         if fraction <= 0.0:
@@ -412,8 +438,8 @@ class ExponentialTauSchedule(_WindowTauSchedule):
 
         Example
         -------
-        >>> ExponentialTauSchedule(1.0, 0.0, gamma=0.25).interpolate(0.5)
-        0.5
+        >>> ExponentialTauSchedule(1.0, 0.5, gamma=0.25).interpolate(0.5)
+        0.75
         """
         decay = 1.0 - self.gamma**fraction
         return self.tau_init + (self.tau_final - self.tau_init) * decay
@@ -472,8 +498,8 @@ class LinearTauSchedule(_WindowTauSchedule):
 
         Example
         -------
-        >>> LinearTauSchedule(1.0, 0.0).interpolate(0.5)
-        0.5
+        >>> LinearTauSchedule(1.0, 0.5).interpolate(0.5)
+        0.75
         """
         return self.tau_init + (self.tau_final - self.tau_init) * fraction
 
@@ -499,9 +525,9 @@ class CosineTauSchedule(_WindowTauSchedule):
 
     Example
     -------
-    >>> schedule = CosineTauSchedule(1.0, 0.0, 0, 2, steps_per_epoch=2)
+    >>> schedule = CosineTauSchedule(1.0, 0.5, 0, 2, steps_per_epoch=2)
     >>> [round(schedule(s), 4) for s in range(5)]
-    [1.0, 0.8536, 0.5, 0.1464, 0.0]
+    [1.0, 0.9268, 0.75, 0.5732, 0.5]
     """
 
     def __init__(
@@ -531,8 +557,8 @@ class CosineTauSchedule(_WindowTauSchedule):
 
         Example
         -------
-        >>> CosineTauSchedule(1.0, 0.0).interpolate(0.5)
-        0.5
+        >>> CosineTauSchedule(1.0, 0.5).interpolate(0.5)
+        0.75
         """
         weight = 0.5 * (1.0 + math.cos(math.pi * fraction))
         return self.tau_final + (self.tau_init - self.tau_final) * weight
@@ -568,9 +594,7 @@ class StepTauSchedule(TauSchedule):
             _check_finite(f"milestones[{i}]", m)
             for i, m in enumerate(milestones)
         ]
-        values = [
-            _check_finite(f"values[{i}]", v) for i, v in enumerate(values)
-        ]
+        values = [_check_tau(f"values[{i}]", v) for i, v in enumerate(values)]
         if not milestones:
             raise ValueError("StepTauSchedule needs at least one milestone")
         if len(milestones) != len(values):
@@ -588,7 +612,7 @@ class StepTauSchedule(TauSchedule):
                 )
         self.milestones = milestones
         self.values = values
-        self.tau_init = _check_finite("tau_init", tau_init)
+        self.tau_init = _check_tau("tau_init", tau_init)
 
     def value(self, step):
         """Returns tau after ``step`` optimizer steps.
@@ -645,7 +669,7 @@ class ConstantTauSchedule(TauSchedule):
 
     def __init__(self, tau=1.0, steps_per_epoch=None):
         super().__init__(steps_per_epoch)
-        self.tau = _check_finite("tau", tau)
+        self.tau = _check_tau("tau", tau)
 
     def value(self, step):
         """Returns the constant tau.

@@ -51,7 +51,7 @@ def test_exponential_key_points_defaults():
     [
         (1.0, 0.05, 1e-3, 10, 60),
         (0.9, 0.2, 0.1, 0.5, 3.25),
-        (2.0, 0.0, 0.5, 0, 1),
+        (0.5, 0.5, 0.5, 0, 1),  # a fixed tau
     ],
 )
 def test_exponential_matches_formula_everywhere(
@@ -87,11 +87,11 @@ def test_decreasing_schedules_are_monotone(schedule):
 
 def test_exponential_front_loads_the_decay():
     """A small gamma covers most of the way in the first part of the window."""
-    exp = ExponentialTauSchedule(1.0, 0.0, 1e-3, 0, 1, steps_per_epoch=100)
-    lin = LinearTauSchedule(1.0, 0.0, 0, 1, steps_per_epoch=100)
+    exp = ExponentialTauSchedule(1.0, 0.1, 1e-3, 0, 1, steps_per_epoch=100)
+    lin = LinearTauSchedule(1.0, 0.1, 0, 1, steps_per_epoch=100)
     assert exp(20) < lin(20)
     # gamma**0.2 = 10**-0.6: 75% of the way done at 20% of the window.
-    assert exp(20) == pytest.approx(10**-0.6, rel=1e-12)
+    assert exp(20) == pytest.approx(0.1 + 0.9 * 10**-0.6, rel=1e-12)
 
 
 def test_linear_and_cosine_key_points():
@@ -140,8 +140,8 @@ def test_schedule_is_a_pure_function_of_the_step():
 
 
 def test_accepts_integer_like_steps():
-    schedule = LinearTauSchedule(1.0, 0.0, 0, 1, steps_per_epoch=4)
-    assert schedule(torch.tensor(2)) == 0.5
+    schedule = LinearTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=4)
+    assert schedule(torch.tensor(2)) == 0.75
     assert isinstance(schedule(torch.tensor(2)), float)
 
 
@@ -191,3 +191,21 @@ def test_bad_step_is_rejected(bad):
 def test_base_class_is_abstract():
     with pytest.raises(TypeError):
         TauSchedule()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ExponentialTauSchedule(1.0, 0.0), "tau_final must lie in"),
+        (lambda: LinearTauSchedule(1.0, -0.1), "tau_final must lie in"),
+        (lambda: CosineTauSchedule(1.5, 0.05), "tau_init must lie in"),
+        (lambda: ExponentialTauSchedule(0.3, 0.6), "larger than tau_init"),
+        (lambda: ConstantTauSchedule(0.0), "tau must lie in"),
+        (lambda: StepTauSchedule([1], [1.2]), r"values\[0\] must lie in"),
+    ],
+)
+def test_impossible_taus_fail_when_the_schedule_is_built(make, message):
+    """A tau outside (0, 1], or a curriculum that widens, is refused at
+    hparams load time, not epochs into training."""
+    with pytest.raises(ValueError, match=message):
+        make()
