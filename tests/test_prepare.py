@@ -343,6 +343,7 @@ def test_no_training_speaker(corpus, tmp_path):
         "".join(
             f"1 {s}/ses01/00001.wav {s}/ses02/00001.wav\n" for s in speakers
         )
+        + f"0 {speakers[0]}/ses01/00001.wav {speakers[1]}/ses01/00001.wav\n"
     )
     with pytest.raises(ValueError, match="No training speaker"):
         prep.prepare_voxceleb(corpus.folder, str(tmp_path / "p"), str(every))
@@ -422,3 +423,38 @@ def test_train_folders_restrict_the_training_speakers(corpus, tmp_path):
     assert {r["spk_id"] for r in _read(plain["train"])} == set(
         corpus.train_speakers
     )
+
+
+def test_trial_list_needs_both_kinds_of_trial(corpus, tmp_path):
+    """A list without target (or without non-target) trials fails at
+    preparation, naming it, not after training when the EER is computed."""
+    lines = _trials(corpus.trial_file)
+    for label in ("0", "1"):
+        only = tmp_path / f"only{label}.txt"
+        only.write_text(
+            "".join(" ".join(t) + "\n" for t in lines if t[0] == label)
+        )
+        kind = "target" if label == "0" else "non-target"
+        with pytest.raises(ValueError, match=rf"only{label}.txt has no {kind}"):
+            prep.prepare_voxceleb(
+                corpus.folder, str(tmp_path / f"p{label}"), str(only)
+            )
+
+
+def test_wrong_sample_rate_fails_at_preparation(corpus, tmp_path):
+    """A training file at another rate is named at preparation."""
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus.folder, copy)
+    speaker = corpus.train_speakers[0]
+    odd = next((copy / "wav" / speaker).rglob("*.wav"))
+    data, rate = sf.read(odd)
+    sf.write(odd, data, rate // 2)
+    with pytest.raises(
+        ValueError, match=rf"{odd.name} is sampled at {rate // 2}"
+    ):
+        prep.prepare_voxceleb(
+            str(copy),
+            str(tmp_path / "p"),
+            str(copy / "trials" / "O.txt"),
+            sample_rate=rate,
+        )

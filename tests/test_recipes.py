@@ -1,5 +1,7 @@
 """Runs every recipe hparams file for two debug batches on generated data."""
 
+import importlib.util
+
 import pytest
 from recipe_runner import RECIPE_ROWS, REPO, row_id
 
@@ -23,3 +25,25 @@ def test_bf16_distillation(recipe_runner):
     recipe_runner.run(
         row, name="ecapa_to_small_bf16", extra_flags=("--precision=bf16",)
     )
+
+
+def test_batch_of_one_fails_at_hparams_load(tmp_path):
+    """Training with batch size 1 stops before any data is touched."""
+    spec = importlib.util.spec_from_file_location(
+        "train_trkd", REPO / "recipes" / "VoxCeleb" / "TRKD" / "train_trkd.py"
+    )
+    train_trkd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_trkd)
+    hparams_file = REPO / "recipes" / "VoxCeleb" / "TRKD" / "hparams"
+    with pytest.raises(ValueError, match="batch_size=1: a training batch"):
+        train_trkd.run_training(
+            train_trkd.DistillationBrain,
+            [
+                str(hparams_file / "ecapa_to_small.yaml"),
+                f"--data_folder={tmp_path}/nothing",
+                f"--output_folder={tmp_path}/out",
+                "--batch_size=1",
+            ],
+            before_fit=None,
+        )
+    assert not (tmp_path / "out" / "train_log.txt").exists()

@@ -100,6 +100,7 @@ def prepare_data(hparams):
             "seg_dur": hparams["seg_dur"],
             "skip_prep": hparams["skip_prep"],
             "train_folders": hparams.get("train_folders"),
+            "sample_rate": hparams.get("sample_rate"),
         },
     )
 
@@ -785,6 +786,13 @@ def run_training(
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    batch_size = hparams["train_dataloader_options"].get("batch_size", 1)
+    if batch_size < 2:
+        raise ValueError(
+            f"batch_size={batch_size}: a training batch needs at least 2 "
+            "examples for the models' batch normalisation; pass "
+            "--batch_size=2 or more"
+        )
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

@@ -65,6 +65,7 @@ def prepare_voxceleb(
     random_seed=1234,
     skip_prep=False,
     train_folders=None,
+    sample_rate=None,
 ):
     """Writes the train, dev, enrol and test CSV files of a VoxCeleb corpus.
 
@@ -117,6 +118,10 @@ def prepare_voxceleb(
         alone: ``data_folder`` VoxCeleb1 (the trial lists' audio) and
         ``train_folders`` VoxCeleb2 dev. A root here that is not a data
         folder is scanned too.
+    sample_rate : int, optional
+        When given, every training and trial file must have this rate;
+        the first one that does not is named (from the file headers, so
+        before any training).
 
     Returns
     -------
@@ -202,7 +207,7 @@ def prepare_voxceleb(
                 f"appears in the verification lists {list_files}"
             )
         train_rows, dev_rows = _segment_rows(
-            by_speaker, seg_dur, min_dur, train_share, random_seed
+            by_speaker, seg_dur, min_dur, train_share, random_seed, sample_rate
         )
         if "train" in splits:
             _write_csv(paths["train"], train_rows)
@@ -215,7 +220,7 @@ def prepare_voxceleb(
     for split in ("enrol", "test"):
         if split in splits:
             rows = [
-                _whole_utterance_row(rel, trial_files[rel][0])
+                _whole_utterance_row(rel, trial_files[rel][0], sample_rate)
                 for rel in sorted(trial_files)
                 if split in trial_files[rel][1]
             ]
@@ -392,9 +397,23 @@ def as_path_list(value):
     ['/data/vox1', '/data/vox2']
     >>> as_path_list(["a.txt"])
     ['a.txt']
+    >>> import tempfile
+    >>> odd = os.path.join(tempfile.mkdtemp(), "vox,1")
+    >>> os.mkdir(odd)
+    >>> as_path_list(odd)
+    Traceback (most recent call last):
+    ...
+    ValueError: '.../vox,1' is one existing path whose name holds a comma, ...
     """
     if isinstance(value, (str, os.PathLike)):
-        value = str(value).split(",")
+        text = str(value)
+        if "," in text and os.path.exists(text.strip()):
+            raise ValueError(
+                f"{text!r} is one existing path whose name holds a comma, "
+                "but a comma separates several paths here: rename it, or "
+                "give it through a link without a comma"
+            )
+        value = text.split(",")
     items = [str(item).strip() for item in value]
     items = [item for item in items if item]
     if not items:
@@ -485,6 +504,13 @@ def _trial_utterances(list_files, audio):
     utterances = {}
     for list_file in list_files:
         trials = read_trials(list_file)
+        n_target = int(trials.labels.sum())
+        if n_target == 0 or n_target == len(trials.labels):
+            kind = "target" if n_target == 0 else "non-target"
+            raise ValueError(
+                f"{list_file} has no {kind} trial (label "
+                f"{1 if n_target == 0 else 0}): an EER needs both kinds"
+            )
         for role, names in (("enrol", trials.enrol), ("test", trials.test)):
             for name in names:
                 if name in utterances:
@@ -511,22 +537,31 @@ def _line_number(list_file, name):
     return "?"
 
 
-def _audio_length(path):
-    """(number of samples, sample rate) from the file header."""
+def _audio_length(path, sample_rate=None):
+    """(number of samples, sample rate) from the file header, checking the
+    rate when one is expected."""
     info = audio_io.info(path)
     if info.frames <= 0:
         raise ValueError(f"Audio file {path} is empty")
+    if sample_rate is not None and info.sample_rate != sample_rate:
+        raise ValueError(
+            f"Audio file {path} is sampled at {info.sample_rate} Hz, the "
+            f"recipe expects {sample_rate} Hz (hparam sample_rate): resample "
+            "it"
+        )
     return info.frames, info.sample_rate
 
 
-def _segment_rows(by_speaker, seg_dur, min_dur, train_share, seed):
+def _segment_rows(
+    by_speaker, seg_dur, min_dur, train_share, seed, sample_rate=None
+):
     """Cuts the training utterances into segments and splits train/dev."""
     shuffler = random.Random(seed)
     train_rows, dev_rows = [], []
     for speaker in sorted(by_speaker):
         rows = []
         for path in sorted(by_speaker[speaker]):
-            n_samples, rate = _audio_length(path)
+            n_samples, rate = _audio_length(path, sample_rate)
             seg_len = int(round(seg_dur * rate))
             n_segments = n_samples // seg_len
             if n_segments > 0:
@@ -574,9 +609,9 @@ def _utterance_id(path):
     return "/".join(stem.replace(os.sep, "/").split("/")[-3:])
 
 
-def _whole_utterance_row(name, path):
+def _whole_utterance_row(name, path, sample_rate=None):
     """CSV row of a whole utterance keyed by its trial-list path."""
-    n_samples, rate = _audio_length(path)
+    n_samples, rate = _audio_length(path, sample_rate)
     speaker = name.split("/")[0]
     return [name, f"{n_samples / rate:.3f}", path, 0, n_samples, speaker]
 
