@@ -38,6 +38,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.run_lock import RunLock
 from speechbrain_trkd.teacher import class_index_map
 from speechbrain_trkd.teacher_cache import (
     TeacherCache,
@@ -721,7 +722,8 @@ def run_training(
 ):
     """The run every training script of the recipe shares.
 
-    Parses the command line, loads the hparams, prepares the data on the
+    Parses the command line, loads the hparams, takes the output folder's
+    lock (one run per folder, see ``RunLock``), prepares the data on the
     main process, builds or checks the teacher cache there when
     ``teacher_cache`` is set, builds the datasets (from the cache's views
     then) and the augmenter, lets ``before_fit``
@@ -793,11 +795,40 @@ def run_training(
             "examples for the models' batch normalisation; pass "
             "--batch_size=2 or more"
         )
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
+    lock = (
+        RunLock(hparams["output_folder"])
+        if if_main_process()
+        else contextlib.nullcontext()
     )
+    with lock:
+        sb.create_experiment_directory(
+            experiment_directory=hparams["output_folder"],
+            hyperparams_to_save=hparams_file,
+            overrides=overrides,
+        )
+        brain = _train_and_score(
+            brain_class,
+            hparams,
+            run_opts,
+            before_fit,
+            cache_embedder,
+            cached_only,
+        )
+    return brain, hparams
+
+
+def _train_and_score(
+    brain_class, hparams, run_opts, before_fit, cache_embedder, cached_only
+):
+    """The data, the teacher cache, training and scoring of
+    :func:`run_training` (see there for the arguments).
+
+    Returns
+    -------
+    DistillationBrain
+        Trained, its best checkpoint loaded; ``metrics`` set on the main
+        process.
+    """
     prepare_data(hparams)
     cache = None
     if hparams.get("teacher_cache"):
@@ -838,7 +869,7 @@ def run_training(
         brain.metrics = score_encoder(
             student_encoder(brain), hparams, brain.device
         )
-    return brain, hparams
+    return brain
 
 
 def main(argv):
