@@ -38,6 +38,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.run_identity import check_same_run
 from speechbrain_trkd.run_lock import RunLock
 from speechbrain_trkd.teacher import class_index_map
 from speechbrain_trkd.teacher_cache import (
@@ -723,7 +724,8 @@ def run_training(
     """The run every training script of the recipe shares.
 
     Parses the command line, loads the hparams, takes the output folder's
-    lock (one run per folder, see ``RunLock``), prepares the data on the
+    lock (one run per folder, see ``RunLock``), refuses a folder trained
+    with other settings (``check_same_run``), prepares the data on the
     main process, builds or checks the teacher cache there when
     ``teacher_cache`` is set, builds the datasets (from the cache's views
     then) and the augmenter, lets ``before_fit``
@@ -801,6 +803,8 @@ def run_training(
         else contextlib.nullcontext()
     )
     with lock:
+        if if_main_process():
+            check_same_run(hparams["output_folder"], hparams_file, overrides)
         sb.create_experiment_directory(
             experiment_directory=hparams["output_folder"],
             hyperparams_to_save=hparams_file,

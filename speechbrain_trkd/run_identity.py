@@ -1,0 +1,148 @@
+"""A run resumes only what was trained with the same settings.
+
+SpeechBrain resumes from the checkpoints of the output folder whatever the
+command line says, so a changed command pointed at a finished run's folder
+re-scores the old model under the new settings' name (a comparison table
+built that way is silently wrong), and a changed architecture crashes on a
+size mismatch. ``check_same_run`` compares the hyperparameters a run would
+save (the hparams file with the overrides resolved, as SpeechBrain writes
+``hyperparams.yaml``) with the ones the folder already holds, and refuses a
+folder with training state when any key that shapes training differs.
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import os
+
+from hyperpyyaml import resolve_references
+from ruamel.yaml import YAML
+
+# Keys that do not shape what is trained: data loading, checkpoint timing
+# and the scoring after training.
+NOT_TRAINING_KEYS = (
+    "num_workers",
+    "noprogressbar",
+    "ckpt_interval_minutes",
+    "skip_prep",
+    "verification_backends",
+    "verification_batch_size",
+    "asnorm_top_n",
+    "cohort_utterances_per_speaker",
+)
+
+
+def _strip(node, ignored):
+    """The node as plain Python data, ignored keys dropped at any depth."""
+    if isinstance(node, dict):
+        return {
+            str(key): _strip(value, ignored)
+            for key, value in node.items()
+            if key not in ignored
+        }
+    if isinstance(node, list):
+        return [_strip(value, ignored) for value in node]
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    value = getattr(node, "value", node)
+    return f"{tag} {value}" if tag else value
+
+
+def _settings(yaml_text, ignored):
+    """Top-level settings of a resolved hparams text, as plain data."""
+    loaded = YAML(typ="rt").load(yaml_text) or {}
+    return {
+        str(key): _strip(value, ignored)
+        for key, value in loaded.items()
+        if key not in ignored
+    }
+
+
+def changed_settings(saved_text, new_text, ignored=NOT_TRAINING_KEYS):
+    """The top-level keys whose values differ between two hparams texts.
+
+    Arguments
+    ---------
+    saved_text, new_text : str
+        Resolved hparams (as in a run's ``hyperparams.yaml``).
+    ignored : sequence of str
+        Keys that do not count, at any depth.
+
+    Returns
+    -------
+    dict
+        ``{key: (saved value, new value)}``; a missing key is None.
+
+    Example
+    -------
+    >>> old = "lr: 0.001\\nopts: {batch_size: 8, num_workers: 4}\\n"
+    >>> new = "lr: 0.002\\nopts: {batch_size: 8, num_workers: 0}\\n"
+    >>> changed_settings(old, new)
+    {'lr': (0.001, 0.002)}
+    """
+    saved = _settings(saved_text, ignored)
+    new = _settings(new_text, ignored)
+    return {
+        key: (saved.get(key), new.get(key))
+        for key in sorted(set(saved) | set(new))
+        if saved.get(key) != new.get(key)
+    }
+
+
+def _has_training_state(folder):
+    """Whether a run folder holds checkpoints, a train log or metrics."""
+    save = os.path.join(folder, "save")
+    checkpoints = os.path.isdir(save) and any(
+        name.startswith("CKPT") for name in os.listdir(save)
+    )
+    return checkpoints or any(
+        os.path.isfile(os.path.join(folder, name))
+        for name in ("train_log.txt", "metrics.json")
+    )
+
+
+def check_same_run(output_folder, hparams_file, overrides):
+    """Raises if ``output_folder`` holds a run trained with other settings.
+
+    Arguments
+    ---------
+    output_folder : str
+        The run's folder.
+    hparams_file : str
+        The hparams file of this run.
+    overrides : str or dict
+        Its overrides, as given to ``load_hyperpyyaml``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> hparams = os.path.join(folder, "h.yaml")
+    >>> with open(hparams, "w") as f:
+    ...     _ = f.write("lr: 0.001\\nnum_workers: 4\\n")
+    >>> with open(os.path.join(folder, "hyperparams.yaml"), "w") as f:
+    ...     _ = f.write("lr: 0.001\\nnum_workers: 4\\n")
+    >>> with open(os.path.join(folder, "train_log.txt"), "w") as f:
+    ...     _ = f.write("epoch: 1\\n")
+    >>> check_same_run(folder, hparams, "num_workers: 0")
+    >>> check_same_run(folder, hparams, "lr: 0.01")
+    Traceback (most recent call last):
+    ...
+    ValueError: ... was trained with other settings: lr: 0.001 -> 0.01. ...
+    """
+    saved_path = os.path.join(output_folder, "hyperparams.yaml")
+    if not os.path.isfile(saved_path) or not _has_training_state(output_folder):
+        return
+    with open(hparams_file, encoding="utf-8") as fin:
+        new_text = resolve_references(fin, overrides).getvalue()
+    with open(saved_path, encoding="utf-8") as fin:
+        saved_text = fin.read()
+    changes = changed_settings(saved_text, new_text)
+    if changes:
+        listed = "; ".join(
+            f"{key}: {old} -> {new}" for key, (old, new) in changes.items()
+        )
+        raise ValueError(
+            f"{output_folder} was trained with other settings: {listed}. "
+            "Resuming would reuse that run: give this run another "
+            "--output_folder (or delete the folder to start it again)"
+        )
