@@ -19,7 +19,10 @@ Authors
 """
 
 import json
+import logging
 import math
+import os
+import re
 
 import speechbrain as sb
 import torch
@@ -41,6 +44,8 @@ STUDENT_MODULES = (
     "classifier",
 )
 REQUIRED_HPARAMS = ("kd_loss", "compute_cost", "kd_weight")
+
+logger = logging.getLogger(__name__)
 
 
 def cosine_logits(cosine, targets, scale=30.0, margin=0.0):
@@ -658,8 +663,10 @@ class DistillationBrain(sb.core.Brain):
         (the per-step LR schedule's position included).
         """
         self._place_teacher()
+        self._set_incomplete_checkpoints_aside()
         self._build_lr_step_schedule()
         super().on_fit_start()
+        self._trim_train_log()
         schedule = self.lr_step_schedule
         if schedule is not None and schedule.current_step == 0:
             schedule(self.optimizer)  # the first step's rate, not opt_class's
@@ -721,7 +728,67 @@ class DistillationBrain(sb.core.Brain):
             Checkpoint meta key to minimise (e.g. "ErrorRate").
         """
         self._place_teacher()
+        self._set_incomplete_checkpoints_aside()
         super().on_evaluate_start(max_key=max_key, min_key=min_key)
+
+    def _set_incomplete_checkpoints_aside(self):
+        """Renames checkpoints that lack a recoverable's file, so that
+        recovery uses the last complete one.
+
+        A process killed while SpeechBrain saves a checkpoint leaves a
+        folder with its ``CKPT.yaml`` but without some parameter files;
+        loading it would fail on every restart. It is kept (nothing is
+        deleted) as ``INCOMPLETE-<name>``, with a warning.
+        """
+        checkpointer = self.checkpointer
+        if checkpointer is None or not sb.utils.distributed.if_main_process():
+            return
+        needed = set(checkpointer.recoverables) - set(
+            checkpointer.optional_recoverables
+        )
+        needed.discard("optimizer")  # added once the optimizer exists
+        if not checkpointer.checkpoints_dir.is_dir():
+            return
+        for ckpt in checkpointer.list_checkpoints():
+            missing = sorted(needed - set(ckpt.paramfiles))
+            if not missing:
+                continue
+            aside = ckpt.path.with_name(f"INCOMPLETE-{ckpt.path.name}")
+            ckpt.path.rename(aside)
+            logger.warning(
+                "Checkpoint %s lacks %s (its save was interrupted): kept as "
+                "%s, recovering from the last complete checkpoint",
+                ckpt.path,
+                ", ".join(f"{name}.ckpt" for name in missing),
+                aside,
+            )
+
+    def _trim_train_log(self):
+        """Drops train-log lines of epochs after the recovered one, so that
+        an epoch trained again after a crash is logged once."""
+        train_logger = getattr(self.hparams, "train_logger", None)
+        counter = getattr(self.hparams, "epoch_counter", None)
+        path = getattr(train_logger, "save_file", None)
+        if (
+            path is None
+            or counter is None
+            or not os.path.isfile(path)
+            or not sb.utils.distributed.if_main_process()
+        ):
+            return
+        with open(path, encoding="utf-8") as fin:
+            lines = fin.readlines()
+        kept = [
+            line
+            for line in lines
+            if not (
+                (match := re.match(r"epoch: (\d+)", line))
+                and int(match.group(1)) > counter.current
+            )
+        ]
+        if len(kept) != len(lines):
+            with open(path, "w", encoding="utf-8") as fout:
+                fout.writelines(kept)
 
     def _wrap_distributed(self):
         """Wraps the student for DDP; on CPU without SyncBatchNorm.

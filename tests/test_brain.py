@@ -6,6 +6,8 @@ more classes than the student (aligned by class_index_map).
 """
 
 import math
+import re
+import shutil
 import socket
 import zipfile
 from functools import partial
@@ -730,3 +732,37 @@ def test_lr_step_schedule_warms_up_and_decays_per_step(tmp_path, data):
     assert brain.hparams.train_logger.records[-1][0]["lr"] == pytest.approx(
         0.001
     )
+
+
+def test_an_interrupted_checkpoint_save_does_not_block_resuming(
+    tmp_path, data, caplog
+):
+    """A checkpoint folder left without embedding_model.ckpt by a kill
+    during its save is set aside (kept, renamed) and the run resumes from
+    the last complete one; every epoch is in the train log once."""
+    brain, counter = make_brain(tmp_path, data, epochs=2)
+    brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
+    save = tmp_path / "save"
+    (complete,) = [p for p in save.iterdir() if p.name.startswith("CKPT")]
+    broken = save / (complete.name + "-later")
+    shutil.copytree(complete, broken)
+    meta = (broken / "CKPT.yaml").read_text()
+    unixtime = float(re.search(r"unixtime: ([0-9.e+]+)", meta).group(1))
+    (broken / "CKPT.yaml").write_text(
+        meta.replace(str(unixtime), str(unixtime + 100))
+    )
+    (broken / "embedding_model.ckpt").unlink()
+    with open(tmp_path / "train_log.txt", "a") as log:  # logged, then killed
+        log.write("epoch: 3, lr: 1.00e-03 - train loss: 1.0\n")
+
+    resumed, counter = make_brain(tmp_path, data, epochs=3)
+    with caplog.at_level("WARNING"):
+        resumed.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
+    assert "lacks embedding_model.ckpt" in caplog.text
+    assert (save / f"INCOMPLETE-{broken.name}").is_dir()
+    assert resumed.optimizer_step == 6  # 2 epochs recovered, 1 trained
+    epochs = [
+        line.split(",")[0]
+        for line in (tmp_path / "train_log.txt").read_text().splitlines()
+    ]
+    assert epochs == ["epoch: 1", "epoch: 2", "epoch: 3"]
