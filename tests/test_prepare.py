@@ -458,3 +458,22 @@ def test_wrong_sample_rate_fails_at_preparation(corpus, tmp_path):
             str(copy / "trials" / "O.txt"),
             sample_rate=rate,
         )
+
+
+def test_a_changed_corpus_is_prepared_again(corpus, tmp_path):
+    """Files removed from (or added to) the data folder after preparation
+    make it run again: a deleted speaker is no longer listed."""
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus.folder, copy)
+    trials = str(copy / "trials" / "O.txt")
+    first = prep.prepare_voxceleb(str(copy), str(tmp_path / "p"), trials)
+    gone = corpus.train_speakers[0]
+    assert gone in {r["spk_id"] for r in _read(first["train"])}
+    shutil.rmtree(copy / "wav" / gone)
+    again = prep.prepare_voxceleb(str(copy), str(tmp_path / "p"), trials)
+    assert gone not in {r["spk_id"] for r in _read(again["train"])}
+    extra = copy / "wav" / gone / "ses01"
+    extra.mkdir(parents=True)
+    shutil.copy(next((copy / "wav").rglob("*.wav")), extra / "00001.wav")
+    back = prep.prepare_voxceleb(str(copy), str(tmp_path / "p"), trials)
+    assert gone in {r["spk_id"] for r in _read(back["train"])}

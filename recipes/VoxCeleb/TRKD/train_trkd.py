@@ -410,6 +410,9 @@ def cache_teacher_outputs(hparams, embedder, device):
         os.path.join(prep, "prepare_options.json"), encoding="utf-8"
     ) as fin:
         prepare_options = json.load(fin)
+    # The corpus fingerprint re-runs the preparation when files come or go;
+    # the cache then sees other segments (segments_sha256) and is refused.
+    prepare_options.pop("corpus", None)
     segments = []
     for split in ("train", "dev"):
         with open(os.path.join(prep, f"{split}.csv"), encoding="utf-8") as fin:

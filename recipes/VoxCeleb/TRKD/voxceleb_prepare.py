@@ -85,7 +85,9 @@ def prepare_voxceleb(
     that file.
 
     The work is skipped when ``save_folder`` holds the requested CSV files
-    written with the same options (saved in ``prepare_options.json``).
+    written with the same options (saved in ``prepare_options.json``, with
+    a fingerprint of the data folders: file count and total size, so that
+    added or removed files make it run again).
 
     Arguments
     ---------
@@ -178,6 +180,7 @@ def prepare_voxceleb(
         train_roots = [os.path.abspath(f) for f in as_path_list(train_folders)]
         options["train_folders"] = train_roots
         folders = folders + [r for r in train_roots if r not in folders]
+    options["corpus"] = corpus_fingerprint(folders)
     if _already_prepared(save_folder, options, paths):
         logger.info(f"Skipping preparation, {save_folder} is up to date")
         return paths
@@ -290,6 +293,42 @@ def fetch_verification_list(source, save_folder):
     os.replace(partial, destination)
     logger.info(f"Downloaded {source} to {destination}")
     return destination
+
+
+def corpus_fingerprint(data_folders):
+    """A cheap fingerprint of the corpus: file count and total size.
+
+    Recorded with the preparation's options, so that files added to or
+    removed from a data folder make the preparation run again.
+
+    Arguments
+    ---------
+    data_folders : list of str
+        Corpus roots; their ``wav/`` trees are walked (sizes from ``stat``,
+        no file is read).
+
+    Returns
+    -------
+    dict
+        ``{"files": count, "bytes": total size}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "wav", "s1", "a"))
+    >>> with open(os.path.join(root, "wav", "s1", "a", "u.wav"), "wb") as f:
+    ...     _ = f.write(bytes(10))
+    >>> corpus_fingerprint([root])
+    {'files': 1, 'bytes': 10}
+    """
+    files = size = 0
+    for folder in data_folders:
+        for root, _, names in os.walk(os.path.join(folder, "wav")):
+            for name in names:
+                files += 1
+                size += os.stat(os.path.join(root, name)).st_size
+    return {"files": files, "bytes": size}
 
 
 def scan_audio_files(data_folders):
