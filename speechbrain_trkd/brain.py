@@ -400,6 +400,7 @@ class DistillationBrain(sb.core.Brain):
                 f"{self.kd_warmup_epochs}"
             )
         self.steps_per_epoch = None
+        self._nonfinite_ids = None
         self.lr_step_schedule = None
         self.tau = None
         self.train_stats = None
@@ -908,8 +909,29 @@ class DistillationBrain(sb.core.Brain):
             )
             loss = loss + self._kd_weight_at(self.optimizer_step) * kd
             stats.update(kd_stats)
+        if not torch.isfinite(loss):
+            self._nonfinite_ids = list(getattr(batch, "id", []))
+            return loss
         self.epoch_averages.add(stats)
         return loss
+
+    def optimizers_step(self):
+        """SpeechBrain's optimizer step, unless the loss was not finite.
+
+        SpeechBrain counts non-finite losses (``--nonfinite_patience``) but
+        still steps the optimizers; here such a step is dropped instead
+        (gradients zeroed, no weight moves) and the batch's utterances are
+        named in a warning.
+        """
+        if self._nonfinite_ids is None:
+            super().optimizers_step()
+            return
+        logger.warning(
+            "Non-finite loss on the batch of %s: no weight updated",
+            ", ".join(self._nonfinite_ids[:8]) or "(no ids)",
+        )
+        self._nonfinite_ids = None
+        self.optimizer.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------
     # Stage hooks

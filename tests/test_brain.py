@@ -766,3 +766,35 @@ def test_an_interrupted_checkpoint_save_does_not_block_resuming(
         for line in (tmp_path / "train_log.txt").read_text().splitlines()
     ]
     assert epochs == ["epoch: 1", "epoch: 2", "epoch: 3"]
+
+
+def test_a_non_finite_loss_never_reaches_the_weights(tmp_path, data, caplog):
+    """A batch whose loss is NaN moves no weight; its utterances are named
+    and training goes on."""
+    brain, counter = make_brain(tmp_path, data, epochs=1)
+    cost = brain.hparams.compute_cost
+    calls = []
+
+    def sometimes_nan(*args):
+        calls.append(1)
+        loss = cost(*args)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    brain.hparams.compute_cost = sometimes_nan
+    snapshots = []
+    original = brain.optimizers_step
+
+    def recording_step():
+        original()
+        snapshots.append(
+            [p.detach().clone() for p in brain.modules.parameters()]
+        )
+
+    brain.optimizers_step = recording_step
+    with caplog.at_level("WARNING"):
+        brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
+    assert "Non-finite loss on the batch of" in caplog.text
+    assert len(snapshots) == 2 and brain.optimizer_step == 1
+    for before, after in zip(snapshots[0], snapshots[1], strict=True):
+        assert torch.equal(before, after)
+        assert torch.isfinite(after).all()
