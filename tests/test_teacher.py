@@ -1,9 +1,11 @@
 """Tests of FrozenTeacher and class_index_map (speechbrain_trkd.teacher)."""
 
 import pathlib
+import shutil
 
 import pytest
 import torch
+from recipe_runner import RECIPE_ROWS, row_id
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
@@ -198,3 +200,32 @@ def test_real_hub_teacher(tmp_path):
     assert torch.allclose(aligned, cosine[..., [7204, 3, 1500]], atol=1e-6)
     with pytest.raises(ValueError, match="'not_a_voxceleb_id'"):
         class_index_map(label_encoder, encoder(["not_a_voxceleb_id"]))
+
+
+def test_teacher_pins_and_damaged_files_are_named(recipe_runner, tmp_path):
+    """A wrong sha256 pin stops the run before the teacher loads; a damaged
+    teacher label encoder is named by its real path, not the collected
+    link."""
+    row = next(r for r in RECIPE_ROWS if row_id(r) == "ecapa_to_small")
+    teacher = recipe_runner.teacher_export("finetune_teacher")
+    with pytest.raises(pytest.fail.Exception):
+        recipe_runner.run(
+            row,
+            name="pinned",
+            extra_flags=(
+                "--teacher_sha256={classifier.ckpt: " + "ab" * 32 + "}",
+            ),
+        )
+    log = (recipe_runner.root / "pinned" / "log.txt").read_text()
+    assert "classifier.ckpt has sha256" in log
+    damaged = tmp_path / "teacher"
+    shutil.copytree(teacher, damaged)
+    (damaged / "label_encoder.txt").write_text("'a' => 0\nbroken\n")
+    row = dict(row)
+    row["test_debug_flags"] = row["test_debug_flags"].replace(
+        "--teacher_source={ecapa_teacher}", f"--teacher_source={damaged}"
+    )
+    with pytest.raises(pytest.fail.Exception):
+        recipe_runner.run(row, name="damaged")
+    log = (recipe_runner.root / "damaged" / "log.txt").read_text()
+    assert f"{damaged}/label_encoder.txt is damaged" in log

@@ -273,6 +273,52 @@ def check_sha256(folder, pins):
             )
 
 
+def load_collected(pretrainer, sha256=None):
+    """Loads the files a ``Pretrainer`` collected, as weights only.
+
+    Replaces ``Pretrainer.load_collected``: each checkpoint is read with
+    ``weights_only=True``, label encoders are read as text, the optional
+    sha256 pins (by source file name) are checked first, and a damaged file
+    is named by its real path, not by the collected link.
+
+    Arguments
+    ---------
+    pretrainer : speechbrain.utils.parameter_transfer.Pretrainer
+        After ``collect_files``: its files are ``<collect_in>/<name>.ckpt``.
+    sha256 : dict, optional
+        ``{source file name: hex sha256}``, e.g.
+        ``{"embedding_model.ckpt": "13a4..."}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.utils.parameter_transfer import Pretrainer
+    >>> folder = tempfile.mkdtemp()
+    >>> layer = torch.nn.Linear(2, 2)
+    >>> torch.save(layer.state_dict(), os.path.join(folder, "layer.ckpt"))
+    >>> copy = torch.nn.Linear(2, 2)
+    >>> load_collected(Pretrainer(collect_in=folder, loadables={"layer": copy}))
+    >>> torch.equal(copy.weight, layer.weight)
+    True
+    """
+    folder = str(pretrainer.collect_in)
+    for name, loadable in pretrainer.loadables.items():
+        path = os.path.realpath(os.path.join(folder, f"{name}.ckpt"))
+        pin = (sha256 or {}).get(os.path.basename(path))
+        if pin is not None and file_sha256(path) != str(pin).lower():
+            raise ValueError(
+                f"{path} has sha256 {file_sha256(path)[:8]}..., the pin "
+                f"says {pin}"
+            )
+        if isinstance(loadable, CategoricalEncoder):
+            try:
+                loadable.load(path)
+            except ValueError as error:
+                raise ValueError(f"{path} is damaged ({error})") from error
+        else:
+            loadable.load_state_dict(_load_checkpoint(path))
+
+
 def load_pretrained_encoder(
     model_source, device=None, architecture="ecapa", sizes=None, sha256=None
 ):

@@ -37,6 +37,7 @@ from speechbrain_trkd.brain import DistillationBrain
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_student import export_model  # noqa: E402
+from speaker_verification import load_collected  # noqa: E402
 from train_trkd import run_training  # noqa: E402
 
 
@@ -154,7 +155,7 @@ def backbone_embedder(hparams, device):
             "teacher_cache needs a pretrained backbone (backbone_pretrainer)"
         )
     pretrainer.collect_files()
-    pretrainer.load_collected()
+    load_collected(pretrainer, hparams.get("teacher_sha256"))
     features = hparams["compute_features"].to(device)
     norm = hparams["mean_var_norm"].to(device)
     backbone = hparams["embedding_model"].to(device).eval()
@@ -176,7 +177,7 @@ def main(argv):
         pretrainer = hparams.get("backbone_pretrainer")
         if pretrainer is not None:
             run_on_main(pretrainer.collect_files)
-            pretrainer.load_collected()
+            load_collected(pretrainer, hparams.get("teacher_sha256"))
 
     brain, hparams = run_training(
         TeacherBrain,

@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from speaker_verification import (  # noqa: E402
     evaluate_verification,
     format_results_table,
+    load_collected,
     trained_speaker_overlap,
     write_metrics,
 )
@@ -480,7 +481,7 @@ def teacher_embedder(hparams, device):
     """
     pretrainer = hparams["teacher_pretrainer"]
     pretrainer.collect_files()
-    pretrainer.load_collected()
+    load_collected(pretrainer, hparams.get("teacher_sha256"))
     teacher = hparams["teacher"].to(device)
     files = [
         os.path.join(pretrainer.collect_in, f"{name}.ckpt")
@@ -574,9 +575,14 @@ def load_teacher(hparams, label_encoder):
     pretrainer = hparams["teacher_pretrainer"]
     run_on_main(pretrainer.collect_files)
     # The Pretrainer collects every file as <loadable name>.ckpt.
-    encoder_file = os.path.join(pretrainer.collect_in, "label_encoder.ckpt")
+    encoder_file = os.path.realpath(
+        os.path.join(pretrainer.collect_in, "label_encoder.ckpt")
+    )
     teacher_encoder = CategoricalEncoder()
-    teacher_encoder.load(encoder_file)
+    try:
+        teacher_encoder.load(encoder_file)
+    except ValueError as error:
+        raise ValueError(f"{encoder_file} is damaged ({error})") from error
     if len(teacher_encoder) != hparams["teacher_n_classes"]:
         raise ValueError(
             f"The teacher {hparams['teacher_source']} knows "
@@ -584,7 +590,7 @@ def load_teacher(hparams, label_encoder):
             f"teacher_n_classes={hparams['teacher_n_classes']}: pass "
             f"--teacher_n_classes={len(teacher_encoder)}"
         )
-    pretrainer.load_collected()
+    load_collected(pretrainer, hparams.get("teacher_sha256"))
     try:
         index = class_index_map(teacher_encoder, label_encoder)
     except ValueError as error:
