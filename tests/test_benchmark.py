@@ -192,6 +192,8 @@ def cpu_run(recipe_runner, tmp_path_factory):
     argv = [
         "--profile",
         "cpu",
+        "--tag",
+        "main",
         "--data_folder",
         recipe_runner.values["data_folder"],
         "--teacher_source",
