@@ -839,7 +839,7 @@ def run_student(job, spec):
 
     Example
     -------
-    >>> run_student({"argv": ["/no/such.yaml"]}, {})
+    >>> run_student({"argv": ["/no/such.yaml"], "output_folder": "/no/run"}, {})
     Traceback (most recent call last):
     ...
     FileNotFoundError: [Errno 2] No such file or directory: '/no/such.yaml'
