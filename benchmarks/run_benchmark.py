@@ -97,7 +97,16 @@ _SHARED = REPO.parent / "shared"
 _CPU_RUN = {
     "teacher_source": str(_SHARED / "models" / "ecapa-openspk"),
     "teacher_n_classes": 450,
-    "methods": ["none", "kd", "dkd", "trkd", "gkd", "trkd_fixed_tau"],
+    "methods": [
+        "none",
+        "kd",
+        "dkd",
+        "trkd",
+        "gkd",
+        "trkd_fixed_tau",
+        "tmkd_nckd",
+        "tckd_cfkd",
+    ],
     "epochs": 10,
     "precision": "bf16",
 }
