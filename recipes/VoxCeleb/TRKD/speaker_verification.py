@@ -266,11 +266,16 @@ def check_sha256(folder, pins):
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} is pinned but does not exist")
-        actual = file_sha256(path)
-        if actual != expected.lower():
-            raise ValueError(
-                f"{path} has sha256 {actual[:8]}..., the pin says {expected}"
-            )
+        _check_pin(path, expected)
+
+
+def _check_pin(path, expected):
+    """Raises unless the file's sha256 is the pinned one."""
+    actual = file_sha256(path)
+    if actual != str(expected).lower():
+        raise ValueError(
+            f"{path} has sha256 {actual[:8]}..., the pin says {expected}"
+        )
 
 
 def load_collected(pretrainer, sha256=None):
@@ -305,11 +310,8 @@ def load_collected(pretrainer, sha256=None):
     for name, loadable in pretrainer.loadables.items():
         path = os.path.realpath(os.path.join(folder, f"{name}.ckpt"))
         pin = (sha256 or {}).get(os.path.basename(path))
-        if pin is not None and file_sha256(path) != str(pin).lower():
-            raise ValueError(
-                f"{path} has sha256 {file_sha256(path)[:8]}..., the pin "
-                f"says {pin}"
-            )
+        if pin is not None:
+            _check_pin(path, pin)
         if isinstance(loadable, CategoricalEncoder):
             try:
                 loadable.load(path)
