@@ -4,10 +4,13 @@
 Without a data folder it generates a deterministic synthetic speaker corpus
 in VoxCeleb layout; without a teacher it trains a small one from scratch
 (with one, it fine-tunes a head on the corpus's speakers). It then distils
-one student per KD method with the same budget through ``train_trkd.py``,
-scores each on the trial lists and prints one table (EER, minDCF,
-parameters, time), also written to ``<output_folder>/results.md`` and
-``results.csv``.
+one student per KD method and seed of ``student_seeds`` with the same budget
+through ``train_trkd.py``, from a teacher-output cache built once, scores
+each on the trial lists and prints one table of mean ± std over the seeds
+(EER, minDCF, parameters, time), also written to
+``<output_folder>/results.md``; every run is in ``results.csv``. On one
+machine a second run prints the same figures: every stage is seeded and reads
+its data in a fixed order.
 
 To run (2 CPU cores, under 10 minutes)::
 
@@ -29,6 +32,7 @@ import glob
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 
@@ -101,13 +105,15 @@ def count_speakers(train_csv):
         return len({row["spk_id"] for row in csv.DictReader(fin)})
 
 
-def result_row(name, brain, seconds):
-    """Summarises one trained model for the table.
+def result_row(name, seed, brain, seconds):
+    """Summarises one trained model.
 
     Arguments
     ---------
     name : str
         Row label.
+    seed : int
+        The seed the model was trained with.
     brain : speechbrain.core.Brain
         The trained brain, with ``metrics`` set by the recipe scripts.
     seconds : float
@@ -116,8 +122,8 @@ def result_row(name, brain, seconds):
     Returns
     -------
     dict
-        ``model``, ``params_M``, ``time_s`` and, for each trial list,
-        ``<list> EER %`` and ``<list> minDCF 0.01``.
+        ``model``, ``seed``, ``params_M``, ``time_s`` and, for each trial
+        list, ``<list> EER %`` and ``<list> minDCF 0.01`` (numbers).
 
     Example
     -------
@@ -127,20 +133,65 @@ def result_row(name, brain, seconds):
     ...     modules=SimpleNamespace(embedding_model=torch.nn.Linear(10, 2)),
     ...     metrics={"O": {"cosine": {"eer": 5.0, "min_dcf_0.01": 0.41}}},
     ... )
-    >>> result_row("student trkd", brain, 61.2)
-    {'model': 'student trkd', 'params_M': '0.00', 'time_s': '61',
-     'O EER %': '5.00', 'O minDCF 0.01': '0.410'}
+    >>> result_row("student trkd", 1986, brain, 61.2)
+    {'model': 'student trkd', 'seed': 1986, 'params_M': 2.2e-05,
+     'time_s': 61.2, 'O EER %': 5.0, 'O minDCF 0.01': 0.41}
     """
     params = sum(p.numel() for p in brain.modules.embedding_model.parameters())
     row = {
         "model": name,
-        "params_M": f"{params / 1e6:.2f}",
-        "time_s": f"{seconds:.0f}",
+        "seed": seed,
+        "params_M": params / 1e6,
+        "time_s": seconds,
     }
     for list_name, per_backend in brain.metrics.items():
         values = per_backend["cosine"]
-        row[f"{list_name} EER %"] = f"{values['eer']:.2f}"
-        row[f"{list_name} minDCF 0.01"] = f"{values['min_dcf_0.01']:.3f}"
+        row[f"{list_name} EER %"] = values["eer"]
+        row[f"{list_name} minDCF 0.01"] = values["min_dcf_0.01"]
+    return row
+
+
+def summary_row(runs):
+    """Mean ± standard deviation over the seeds of one model.
+
+    Arguments
+    ---------
+    runs : list of dict
+        Rows of ``result_row`` for one model, one per seed.
+
+    Returns
+    -------
+    dict of str
+        ``model``, ``seeds`` and each measure as ``mean ± std`` (the mean
+        alone for one seed); parameters and time as plain means.
+
+    Example
+    -------
+    >>> runs = [
+    ...     {"model": "m", "seed": 1, "params_M": 0.14, "time_s": 40.0,
+    ...      "O EER %": 30.0, "O minDCF 0.01": 0.9},
+    ...     {"model": "m", "seed": 2, "params_M": 0.14, "time_s": 50.0,
+    ...      "O EER %": 32.0, "O minDCF 0.01": 0.94},
+    ... ]
+    >>> summary_row(runs)
+    {'model': 'm', 'seeds': '2', 'params_M': '0.14', 'time_s': '45',
+     'O EER %': '31.00 ± 1.41', 'O minDCF 0.01': '0.920 ± 0.028'}
+    """
+    row = {
+        "model": runs[0]["model"],
+        "seeds": str(len(runs)),
+        "params_M": f"{runs[0]['params_M']:.2f}",
+        "time_s": f"{statistics.mean(r['time_s'] for r in runs):.0f}",
+    }
+    for key in runs[0]:
+        if key in ("model", "seed", "params_M", "time_s"):
+            continue
+        values = [r[key] for r in runs]
+        digits = 2 if key.endswith("%") else 3
+        text = f"{statistics.mean(values):.{digits}f}"
+        if len(values) > 1:
+            text += f" ± {statistics.stdev(values):.{digits}f}"
+        row[key] = text
     return row
 
 
@@ -168,19 +219,22 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
-def main(argv):
-    """Runs the whole demo and prints the table."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    passed_opts = {
-        key: getattr(run_opts, key)
-        for key in sorted(run_opts.overridden_args)
-        if key != "param_file"
-    }
-    out = os.path.abspath(hparams["output_folder"])
-    start = time.perf_counter()
+def prepare_corpus(hparams, out):
+    """Generates (or takes) the corpus, prepares it and names its lists.
 
+    Arguments
+    ---------
+    hparams : dict
+        The demo's hyperparameters.
+    out : str
+        The demo's output folder.
+
+    Returns
+    -------
+    dict
+        The overrides every stage shares: ``common_overrides`` plus the
+        data folder, trial lists, preparation folder and speaker count.
+    """
     data_folder = hparams["data_folder"]
     if data_folder is None:
         corpus = make_synthetic_corpus(
@@ -203,14 +257,90 @@ def main(argv):
         trial_lists,
         seg_dur=hparams["common_overrides"]["seg_dur"],
     )
-    n_speakers = count_speakers(os.path.join(prep_folder, "train.csv"))
-    common = dict(
+    return dict(
         hparams["common_overrides"],
         data_folder=data_folder,
         verification_lists=trial_lists,
         prep_folder=prep_folder,
-        out_n_neurons=n_speakers,
+        out_n_neurons=count_speakers(os.path.join(prep_folder, "train.csv")),
     )
+
+
+def run_stage(script, hparams_file, overrides, run_opts):
+    """Runs one recipe script and times it.
+
+    Arguments
+    ---------
+    script : module
+        ``train_teacher`` or ``train_trkd``.
+    hparams_file : str
+        Name of a file of the recipe's ``hparams/`` folder.
+    overrides : dict
+        Its overrides.
+    run_opts : dict
+        SpeechBrain run options.
+
+    Returns
+    -------
+    brain : speechbrain.core.Brain
+        The trained and scored brain.
+    seconds : float
+        The stage's wall time.
+    """
+    tic = time.perf_counter()
+    brain = script.main(
+        command_line(
+            os.path.join(RECIPE_DIR, "hparams", hparams_file),
+            overrides,
+            run_opts,
+        )
+    )
+    return brain, time.perf_counter() - tic
+
+
+def write_results(runs, out):
+    """Writes every run to ``results.csv`` and the summary to ``results.md``.
+
+    Arguments
+    ---------
+    runs : list of dict
+        Rows of ``result_row``.
+    out : str
+        The demo's output folder.
+
+    Returns
+    -------
+    str
+        The summary table (markdown), one row per model.
+    """
+    models = dict.fromkeys(run["model"] for run in runs)
+    table = markdown_table(
+        [summary_row([r for r in runs if r["model"] == m]) for m in models]
+    )
+    with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as fout:
+        fout.write(table + "\n")
+    with open(
+        os.path.join(out, "results.csv"), "w", newline="", encoding="utf-8"
+    ) as fout:
+        writer = csv.DictWriter(fout, fieldnames=list(runs[0]))
+        writer.writeheader()
+        writer.writerows(runs)
+    return table
+
+
+def main(argv):
+    """Runs the whole demo and prints the table."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    passed_opts = {
+        key: getattr(run_opts, key)
+        for key in sorted(run_opts.overridden_args)
+        if key != "param_file"
+    }
+    out = os.path.abspath(hparams["output_folder"])
+    start = time.perf_counter()
+    common = prepare_corpus(hparams, out)
 
     if hparams["teacher_source"] is None:
         teacher_overrides = hparams["scratch_teacher_overrides"]
@@ -219,56 +349,44 @@ def main(argv):
             hparams["pretrained_teacher_overrides"],
             teacher_source=os.path.abspath(hparams["teacher_source"]),
         )
-    teacher_overrides = dict(
-        common, **teacher_overrides, output_folder=os.path.join(out, "teacher")
-    )
-    rows = []
-    tic = time.perf_counter()
-    teacher = train_teacher.main(
-        command_line(
-            os.path.join(RECIPE_DIR, "hparams", hparams["teacher_hparams"]),
-            teacher_overrides,
-            passed_opts,
-        )
-    )
-    rows.append(result_row("teacher", teacher, time.perf_counter() - tic))
-
-    for method in hparams["methods"]:
-        student_overrides = dict(
+    teacher, seconds = run_stage(
+        train_teacher,
+        hparams["teacher_hparams"],
+        dict(
             common,
-            **hparams["student_overrides"],
-            kd_method=method,
-            teacher_source=teacher.hparams.export_folder,
-            teacher_n_classes=n_speakers,
-            teacher_channels=teacher.hparams.channels,
-            output_folder=os.path.join(out, "students", method),
-        )
-        tic = time.perf_counter()
-        student = train_trkd.main(
-            command_line(
-                os.path.join(RECIPE_DIR, "hparams", hparams["student_hparams"]),
-                student_overrides,
+            **teacher_overrides,
+            output_folder=os.path.join(out, "teacher"),
+        ),
+        passed_opts,
+    )
+    runs = [result_row("teacher", common["seed"], teacher, seconds)]
+    for method in hparams["methods"]:
+        for seed in hparams["student_seeds"]:
+            student, seconds = run_stage(
+                train_trkd,
+                hparams["student_hparams"],
+                dict(
+                    common,
+                    **hparams["student_overrides"],
+                    seed=seed,
+                    kd_method=method,
+                    teacher_source=teacher.hparams.export_folder,
+                    teacher_n_classes=common["out_n_neurons"],
+                    teacher_channels=teacher.hparams.channels,
+                    output_folder=os.path.join(
+                        out, "students", method, str(seed)
+                    ),
+                ),
                 passed_opts,
             )
-        )
-        rows.append(
-            result_row(f"student {method}", student, time.perf_counter() - tic)
-        )
+            runs.append(result_row(f"student {method}", seed, student, seconds))
 
-    table = markdown_table(rows)
-    with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as fout:
-        fout.write(table + "\n")
-    with open(
-        os.path.join(out, "results.csv"), "w", newline="", encoding="utf-8"
-    ) as fout:
-        writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"\nData: {data_folder}")
+    table = write_results(runs, out)
+    print(f"\nData: {common['data_folder']}")
     print(f"Teacher: {hparams['teacher_source'] or 'trained from scratch'}")
     print(table)
     print(f"Total time: {time.perf_counter() - start:.0f} s; see {out}")
-    return rows
+    return runs
 
 
 if __name__ == "__main__":
