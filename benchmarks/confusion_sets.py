@@ -29,7 +29,6 @@ import argparse
 import csv
 import os
 import random
-import sys
 
 import numpy as np
 import torch
@@ -40,6 +39,7 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_trkd.losses import triage_partition
+from speechbrain_trkd.plots import figure_class, save_figure
 from speechbrain_trkd.teacher import FrozenTeacher
 
 TAUS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
@@ -230,13 +230,15 @@ def triage_statistics(logits, targets, taus=TAUS, temperatures=TEMPERATURES):
 
 
 def plot(rows_by_teacher, path):
-    """Size and background share against tau, one panel each (PNG)."""
-    import matplotlib
+    """Size and background share against tau, one panel each (PNG).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    Returns the path, or None without matplotlib.
+    """
+    Figure = figure_class()
+    if Figure is None:
+        return None
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     styles = ["-", "--", ":", "-."]
     for (label, rows), style in zip(
         rows_by_teacher.items(), styles, strict=False
@@ -267,9 +269,7 @@ def plot(rows_by_teacher, path):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[0].set_title("median, 10-90 % band over crops")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(fig, path)
 
 
 def main(argv=None):
@@ -314,13 +314,9 @@ def main(argv=None):
         writer.writeheader()
         writer.writerows(table)
     print(f"written: {path}")
-    try:
-        plot(
-            rows_by_teacher,
-            os.path.join(args.output_folder, "confusion_sets.png"),
-        )
-    except ImportError:
-        print("matplotlib is not installed: no plot", file=sys.stderr)
+    plot(
+        rows_by_teacher, os.path.join(args.output_folder, "confusion_sets.png")
+    )
     return table
 
 

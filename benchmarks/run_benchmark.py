@@ -75,7 +75,13 @@ import voxceleb_prepare  # noqa: E402
 from audio_cache import AudioCache, build_audio_cache, cached_audio  # noqa
 from throughput import measure_throughput  # noqa: E402
 
+from speechbrain_trkd.plots import (  # noqa: E402
+    det_points,
+    plot_det,
+    read_train_log,
+)
 from speechbrain_trkd.run_identity import check_same_run  # noqa: E402
+from speechbrain_trkd.scoring import read_scores  # noqa: E402
 
 PAIRS = {
     "ecapa_to_small": "ecapa_to_small.yaml",
@@ -186,6 +192,9 @@ RESULT_FILE = "benchmark_result.json"
 TEACHER_FILE = "benchmark_teacher.json"
 THROUGHPUT_FILE = "throughput.json"
 INVOCATIONS_FILE = "invocations.json"
+# The report's DET figure: one curve per method, from these score files.
+DET_FILE = "det_methods.png"
+DET_BACKEND = "cosine"
 
 
 # ---------------------------------------------------------------------------
@@ -925,13 +934,11 @@ def _mean_conf_size(output_folder):
     path = os.path.join(output_folder, "train_log.txt")
     if not os.path.isfile(path):
         return None
-    sizes = []
-    with open(path, encoding="utf-8") as fin:
-        for line in fin:
-            for field in line.replace(" - ", ", ").split(", "):
-                name, _, value = field.partition(": ")
-                if name.strip().split(" ")[-1] == "conf_size":
-                    sizes.append(float(value))
+    sizes = [
+        epoch["train conf_size"]
+        for epoch in read_train_log(path)
+        if "train conf_size" in epoch
+    ]
     return statistics.fmean(sizes) if sizes else None
 
 
@@ -1411,6 +1418,97 @@ def compare_methods(rows, tag, pairs=None):
     return sentences
 
 
+def _det_runs(config):
+    """The run file of each method at the report's pair and first seed."""
+    pair, seed = config["pairs"][0], config["seeds"][0]
+    tags = (config.get("tag", "main"), NO_KD_TAG)
+    runs = {}
+    for path in sorted(Path(config["runs_folder"]).glob("*.json")):
+        run = _read_json(path)
+        if (
+            (run["pair"], run["seed"]) == (pair, seed)
+            and run.get("tag", "main") in tags
+            and run["method"] in config["methods"]
+        ):
+            runs[run["method"]] = run
+    return [runs[m] for m in config["methods"] if m in runs]
+
+
+def methods_det(config, results):
+    """Draws the report's DET figure: one curve per method.
+
+    One student per method (the first of ``config["seeds"]``, not pooled
+    over seeds: the trials of different models would mix their score
+    scales), of the first pair and the report's tag (no KD from
+    ``NO_KD_TAG``), on the first trial list, read from the run's
+    ``scores/<list>_cosine.txt``.
+
+    Arguments
+    ---------
+    config : dict
+        Built by :func:`main` (``report_command``: the command that draws).
+    results : str
+        Where ``det_methods.png`` goes.
+
+    Returns
+    -------
+    path : str or None
+        The PNG, or None when nothing was drawn.
+    lines : list of str
+        The report's text about it (what it shows, or why it is absent).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> config = {"runs_folder": tempfile.mkdtemp(), "pairs": ["p"],
+    ...           "seeds": [1], "methods": ["kd"], "lists": [{"name": "O"}]}
+    >>> methods_det(config, tempfile.mkdtemp())
+    (None, ['(no finished run of seed 1 to draw)'])
+    """
+    if not (config["pairs"] and config["seeds"] and config["lists"]):
+        return None, ["(no run to draw)"]
+    seed, list_name = config["seeds"][0], config["lists"][0]["name"]
+    curves, absent = {}, []
+    for run in _det_runs(config):
+        score_file = os.path.join(
+            run["output_folder"], "scores", f"{list_name}_{DET_BACKEND}.txt"
+        )
+        if not os.path.isfile(score_file):
+            absent.append(score_file)
+            continue
+        trials, scores = read_scores(score_file)
+        curves[run["method"]] = det_points(scores, trials.labels)
+    lines = []
+    if absent:
+        lines.append("Score files not found: " + ", ".join(absent) + ".")
+    if not curves:
+        return None, [*lines, f"(no finished run of seed {seed} to draw)"]
+    pair = config["pairs"][0]
+    path = plot_det(
+        curves,
+        os.path.join(results, DET_FILE),
+        title=f"{pair}, seed {seed}, list {list_name}, {DET_BACKEND}",
+    )
+    if path is None:
+        return None, [
+            *lines,
+            '(matplotlib is not installed: pip install -e ".[plots]")',
+        ]
+    lines[:0] = [
+        f"![DET curves of the methods]({DET_FILE})",
+        "",
+        f"One student per method ({', '.join(curves)}): seed {seed}, "
+        f"pair {pair}, setting {config.get('tag', 'main')!r} (no KD: "
+        f"{NO_KD_TAG!r}), trial list {list_name}, {DET_BACKEND} scores "
+        f"read from each run's `scores/{list_name}_{DET_BACKEND}.txt`. "
+        "One seed, not pooled over seeds: pooling the trials of different "
+        "students would mix their score scales. Circles mark each EER, "
+        "squares the operating point of minDCF (p = 0.01). Drawn by "
+        f"`{config.get('report_command', 'benchmarks/run_benchmark.py')}`.",
+    ]
+    return path, lines
+
+
 def write_report(config, teacher, throughput, invocations):
     """Writes the markdown and CSV results.
 
@@ -1553,6 +1651,8 @@ def write_report(config, teacher, throughput, invocations):
     if missing:
         lines += ["", f"Runs not finished ({len(missing)}):", ""]
         lines += [f"- {p} {m} seed {s}" for p, m, s in missing]
+    det_path, det_lines = methods_det(config, results)
+    lines += ["", "## DET curves", "", *det_lines]
     lines += ["", "## Throughput", ""]
     if throughput:
         lines.append(
@@ -1593,6 +1693,8 @@ def write_report(config, teacher, throughput, invocations):
             lines += [demo.markdown_table(table)]
     else:
         lines.append("(not measured)")
+    if det_path:
+        files.append(det_path)
     files.append(os.path.join(results, "results.md"))
     with open(files[-1], "w", encoding="utf-8") as fout:
         fout.write("\n".join(lines) + "\n")
@@ -1993,6 +2095,7 @@ def main(argv=None):
             os.path.abspath(args.results_folder), "runs"
         ),
         "git_revision": invocation["git_revision"],
+        "report_command": invocation["command"],
         "hardware": invocation["hardware"],
         "teacher_n_classes": args.teacher_n_classes,
         "throughput_methods": list(args.throughput_methods),

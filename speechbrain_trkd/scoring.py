@@ -43,7 +43,9 @@ __all__ = [
     "compute_eer",
     "compute_min_dcf",
     "cosine_scores",
+    "det_curve",
     "index_utterances",
+    "read_scores",
     "read_trials",
     "speaker_mean_embeddings",
     "write_scores",
@@ -209,6 +211,39 @@ def compute_eer(scores, labels):
     eer = frr[crossing - 1] + weight * (frr[crossing] - frr[crossing - 1])
     nearest = crossing if weight > 0.5 else crossing - 1
     return float(eer), float(thresholds[nearest])
+
+
+def det_curve(scores, labels):
+    """Miss and false-alarm rates at every decision threshold (DET curve).
+
+    The operating points :func:`compute_eer` and :func:`compute_min_dcf`
+    sweep: every distinct score (accept when ``score >= threshold``), then
+    ``+inf`` (reject everything).
+
+    Arguments
+    ---------
+    scores : torch.Tensor or array-like
+        One score per trial [T]; higher means "same speaker".
+    labels : torch.Tensor or array-like
+        One label per trial [T]: 1 for target, 0 for non-target.
+
+    Returns
+    -------
+    thresholds : torch.Tensor
+        The distinct scores in increasing order, then ``+inf`` (float64).
+    frr : torch.Tensor
+        False-rejection (miss) rate at each threshold, non-decreasing.
+    far : torch.Tensor
+        False-acceptance rate at each threshold, non-increasing.
+
+    Example
+    -------
+    >>> thresholds, frr, far = det_curve([0.9, 0.4, 0.4, 0.1], [1, 1, 0, 0])
+    >>> thresholds.tolist(), frr.tolist(), far.tolist()
+    ([0.1, 0.4, 0.9, inf], [0.0, 0.0, 0.5, 1.0], [1.0, 0.5, 0.0, 0.0])
+    """
+    scores, labels = _check_scores_labels(scores, labels)
+    return _operating_points(scores, labels)
 
 
 def compute_min_dcf(scores, labels, p_target=0.01, c_miss=1.0, c_fa=1.0):
@@ -385,6 +420,57 @@ def write_scores(path, enrol_ids, test_ids, labels, scores):
     )
     with open(path, "w", encoding="utf-8") as score_file:
         score_file.writelines(lines)
+
+
+def read_scores(path):
+    """Reads a score file written by :func:`write_scores`.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Lines ``enrol test label score``.
+
+    Returns
+    -------
+    trials : Trials
+        Labels (int64 tensor), enrolment and test utterances.
+    scores : torch.Tensor
+        Float64 score of each trial [T].
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "scores.txt")
+    ...     write_scores(path, ["a/1", "a/1"], ["b/2", "c/3"], [1, 0],
+    ...                  torch.tensor([0.5, -0.25]))
+    ...     trials, scores = read_scores(path)
+    >>> trials.labels.tolist(), trials.test, scores.tolist()
+    ([1, 0], ['b/2', 'c/3'], [0.5, -0.25])
+    """
+    labels, enrol, test, scores = [], [], [], []
+    with open(path, encoding="utf-8") as score_file:
+        for line_number, line in enumerate(score_file, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                if len(fields) != 4 or fields[2] not in ("0", "1"):
+                    raise ValueError
+                score = float(fields[3])
+            except ValueError:
+                raise ValueError(
+                    f"{path}, line {line_number}: expected 'enrol test label "
+                    f"score' with label 0 or 1, got {line.strip()!r}"
+                ) from None
+            enrol.append(fields[0])
+            test.append(fields[1])
+            labels.append(int(fields[2]))
+            scores.append(score)
+    if not labels:
+        raise ValueError(f"{path}: the score file holds no trials")
+    trials = Trials(torch.tensor(labels, dtype=torch.int64), enrol, test)
+    return trials, torch.tensor(scores, dtype=torch.float64)
 
 
 def index_utterances(*id_lists):

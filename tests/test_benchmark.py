@@ -9,14 +9,17 @@ file per run, and the cached-over-online step ratio.
 """
 
 import csv
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from recipe_runner import REPO
 
+from speechbrain_trkd.scoring import compute_eer, write_scores
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -138,6 +141,10 @@ def test_results_tables(bench_run):
     for text in ("--methods none trkd", "git test", "CPU", "## Throughput"):
         assert text in markdown
     assert "Runs not finished" not in markdown
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert "![DET curves of the methods](det_methods.png)" in markdown
+        png = root / "results" / run_benchmark.DET_FILE
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_throughput_tables(bench_run):
@@ -318,3 +325,63 @@ def test_report_only_trains_nothing(cpu_run):
     assert results.is_file() and "as_is" in results.read_text()
     assert [p.stat().st_mtime_ns for p in runs] == stamps
     assert len(json.loads(invocations.read_text())) == count
+
+
+def test_methods_det_draws_one_seed_per_method(tmp_path, monkeypatch):
+    """The DET figure takes each method's run of the first seed, in the
+    report's tag (no KD from its own), and names a missing score file."""
+    runs_folder = tmp_path / "runs"
+    runs_folder.mkdir()
+    gen = torch.Generator().manual_seed(0)
+    eers = {}
+    for tag, method, seed, shift in [
+        (run_benchmark.NO_KD_TAG, "none", 1, 1.0),
+        ("t", "trkd", 1, 2.0),
+        ("t", "trkd", 2, 0.0),  # another seed: left out
+        ("other", "kd", 1, 0.0),  # another tag: left out
+        ("t", "dkd", 1, None),  # no score file
+    ]:
+        folder = tmp_path / f"{tag}_{method}_{seed}"
+        if shift is not None:
+            labels = torch.arange(200) % 2
+            scores = shift * labels + torch.randn(200, generator=gen)
+            ids = [f"u{i}" for i in range(200)]
+            write_scores(
+                folder / "scores" / "O_cosine.txt", ids, ids, labels, scores
+            )
+            if seed == 1 and tag != "other":
+                eers[method] = compute_eer(scores.double(), labels)[0]
+        run = {
+            "tag": tag,
+            "pair": "p",
+            "method": method,
+            "seed": seed,
+            "output_folder": str(folder),
+        }
+        (runs_folder / f"{tag}_{method}_{seed}.json").write_text(
+            json.dumps(run)
+        )
+    drawn = {}
+
+    def capture(curves, path, title=None):
+        drawn.update(curves)
+        return path
+
+    monkeypatch.setattr(run_benchmark, "plot_det", capture)
+    config = {
+        "runs_folder": str(runs_folder),
+        "pairs": ["p"],
+        "seeds": [1, 2],
+        "methods": ["none", "kd", "dkd", "trkd"],
+        "lists": [{"name": "O"}],
+        "tag": "t",
+        "report_command": "python benchmarks/run_benchmark.py --report_only",
+    }
+    path, lines = run_benchmark.methods_det(config, str(tmp_path))
+    assert path == str(tmp_path / run_benchmark.DET_FILE)
+    assert list(drawn) == ["none", "trkd"]
+    for method, points in drawn.items():
+        assert points.eer == pytest.approx(eers[method], abs=1e-6)
+    text = "\n".join(lines)
+    assert "t_dkd_1/scores/O_cosine.txt" in text
+    assert "seed 1" in text and config["report_command"] in text

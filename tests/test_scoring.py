@@ -20,6 +20,7 @@ from speechbrain_trkd.scoring import (
     compute_min_dcf,
     cosine_scores,
     index_utterances,
+    read_scores,
     read_trials,
     speaker_mean_embeddings,
     write_scores,
@@ -269,6 +270,23 @@ def test_write_scores_round_trip(tmp_path):
     assert lines == ["e1 t1 1 0.500000", "e2 t2 0 -1.250000"]
     with pytest.raises(ValueError, match="lengths 2, 2, 1 and 2"):
         write_scores(path, ["e1", "e2"], ["t1", "t2"], [1], [0.5, 0.1])
+    trials, scores = read_scores(path)
+    assert (trials.enrol, trials.test) == (["e1", "e2"], ["t1", "t2"])
+    assert trials.labels.tolist() == [1, 0]
+    assert scores.tolist() == [0.5, -1.25]
+
+
+@pytest.mark.parametrize(
+    "bad_line", ["e t 1", "e t 2 0.5", "e t 1 high", "e t 1 0.5 x"]
+)
+def test_read_scores_malformed_line_names_file_and_line(tmp_path, bad_line):
+    path = tmp_path / "O_cosine.txt"
+    path.write_text(f"e t 1 0.5\n{bad_line}\n")
+    with pytest.raises(ValueError, match=r"O_cosine\.txt, line 2"):
+        read_scores(path)
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="no trials"):
+        read_scores(path)
 
 
 def test_index_utterances():

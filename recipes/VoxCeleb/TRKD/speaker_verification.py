@@ -48,6 +48,7 @@ from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.distributed import infer_device
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_trkd.plots import write_verification_plots
 from speechbrain_trkd.scoring import (
     PLDABackend,
     asnorm_scores,
@@ -1014,6 +1015,8 @@ def main(argv=None):
     print(format_results_table(metrics, overlap))
     json_path, csv_path = write_metrics(metrics, hparams["output_folder"])
     logger.info("Metrics written to %s and %s", json_path, csv_path)
+    if hparams["write_plots"]:
+        write_verification_plots(metrics, hparams["output_folder"])
     return metrics
 
 

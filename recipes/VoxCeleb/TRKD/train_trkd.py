@@ -38,6 +38,10 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.plots import (
+    write_training_plots,
+    write_verification_plots,
+)
 from speechbrain_trkd.run_identity import check_same_run
 from speechbrain_trkd.run_lock import RunLock
 from speechbrain_trkd.teacher import class_index_map
@@ -649,8 +653,9 @@ def score_encoder(encode_fn, hparams, device):
 
     Trial paths are resolved against the first data folder; the AS-norm
     cohort and the PLDA training set come from the prepared ``train.csv``.
-    Metrics go to ``<output_folder>/metrics.json`` / ``.csv`` and score
-    files to ``<output_folder>/scores``.
+    Metrics go to ``<output_folder>/metrics.json`` / ``.csv``, score
+    files to ``<output_folder>/scores`` and, with ``write_plots``, the DET
+    and score-histogram PNGs beside the metrics.
 
     Arguments
     ---------
@@ -715,6 +720,8 @@ def score_encoder(encode_fn, hparams, device):
         sample_rate=hparams["sample_rate"],
     )
     write_metrics(metrics, hparams["output_folder"])
+    if hparams.get("write_plots"):
+        write_verification_plots(metrics, hparams["output_folder"])
     teacher_encoder = os.path.join(
         hparams.get("teacher_folder", ""), "label_encoder.ckpt"
     )
@@ -882,6 +889,13 @@ def _train_and_score(
         brain.metrics = score_encoder(
             student_encoder(brain), hparams, brain.device
         )
+        if hparams.get("write_plots"):
+            uses_tau = getattr(hparams["kd_loss"], "uses_tau", False)
+            write_training_plots(
+                hparams["train_log"],
+                hparams["output_folder"],
+                hparams.get("tau_schedule") if uses_tau else None,
+            )
     return brain
 
 
