@@ -272,7 +272,8 @@ class DistillationBrain(sb.core.Brain):
     """Trains a student speaker model with a frozen teacher's guidance.
 
     Its collaborators are keyword arguments (SpeechBrain's ``hparams`` is
-    still accepted, e.g. for ``epoch_counter``, which labels test results).
+    still accepted; its ``epoch_counter``, if any, labels the results of a
+    test stage run without ``fit``).
     Batches carry ``sig`` and ``spk_id_encoded``. With
     ``DistillationLoss("none")`` the teacher is neither needed nor run (plain
     AAM training); with ``kd_weight=0`` it still runs and its KD statistics
@@ -434,6 +435,11 @@ class DistillationBrain(sb.core.Brain):
             "lr_warmup_epochs", lr_warmup_epochs
         )
         self.train_logger = train_logger
+        # The counter of the run (fit sets it): hparams' by default, so that
+        # a test stage without fit can label its results.
+        self.epoch_counter = getattr(
+            getattr(self, "hparams", None), "epoch_counter", None
+        )
         self._check_collaborators()
         self._check_modules()
         self._check_teacher_isolated()
@@ -677,6 +683,7 @@ class DistillationBrain(sb.core.Brain):
                 )
             self._set_schedule_length(train_set)
         self._valid_follows = valid_set is not None
+        self.epoch_counter = epoch_counter
         super().fit(
             epoch_counter,
             train_set,
@@ -731,7 +738,7 @@ class DistillationBrain(sb.core.Brain):
                 "lr_step_schedule needs the number of optimizer steps per "
                 "epoch: give fit a dataset or a loader with a length"
             )
-        epochs = self.hparams.epoch_counter.limit
+        epochs = self.epoch_counter.limit
         warmup = self.lr_warmup_epochs
         self.lr_step_schedule = make(
             n_warmup_steps=max(1, round(warmup * self.steps_per_epoch)),
@@ -809,7 +816,7 @@ class DistillationBrain(sb.core.Brain):
         """Drops train-log lines of epochs after the recovered one, so that
         an epoch trained again after a crash is logged once."""
         train_logger = self.train_logger
-        counter = getattr(self.hparams, "epoch_counter", None)
+        counter = self.epoch_counter
         path = getattr(train_logger, "save_file", None)
         if (
             path is None
@@ -1027,7 +1034,7 @@ class DistillationBrain(sb.core.Brain):
             return
         logger = self.train_logger
         if logger is not None:
-            counter = getattr(self.hparams, "epoch_counter", None)
+            counter = self.epoch_counter
             meta = {"Epoch loaded": getattr(counter, "current", None)}
             logger.log_stats(stats_meta=meta, test_stats=stats)
 
