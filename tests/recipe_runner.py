@@ -85,7 +85,7 @@ class RecipeRunner:
         for flag in shlex.split(flags):
             key, has_value, value = flag.partition("=")
             if key in SAMPLE_ONLY_FLAGS:
-                prepares_data = True
+                prepares_data |= key == "--skip_prep"
                 continue
             if match := OTHER_ROW_OUTPUT.fullmatch(value):
                 other = RECIPE_ROWS[int(match.group(1)) - 2]
