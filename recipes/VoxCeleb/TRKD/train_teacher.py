@@ -213,6 +213,32 @@ def train_teacher(hparams, run_opts):
     TeacherBrain
         Trained, its best checkpoint loaded; ``metrics`` on the main
         process (None elsewhere).
+
+    Example
+    -------
+    >>> import contextlib, io, tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=3,
+    ...     duration=(1.0, 2.0))
+    >>> hparams_file = os.path.join(
+    ...     os.path.dirname(__file__), "hparams", "finetune_teacher.yaml")
+    >>> argv = [
+    ...     hparams_file, f"--data_folder={corpus.folder}",
+    ...     f"--output_folder={tmp}/run", f"--prep_folder={tmp}/prep",
+    ...     f"--verification_lists=[{corpus.trial_file}]",
+    ...     "--split_ratio=[50, 50]", "--seg_dur=1.0", "--sentence_len=1.0",
+    ...     "--out_n_neurons=3", "--pretrainer=null", "--channels=8",
+    ...     "--freeze_backbone=False", "--batch_size=4", "--num_workers=0",
+    ...     "--number_of_epochs=1", "--verification_backends=[cosine]",
+    ...     "--noprogressbar"]
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # SpeechBrain's log
+    ...     with training_run(argv) as (hparams, run_opts, _, _):
+    ...         brain = train_teacher(hparams, run_opts)
+    >>> brain.kd_weight, sorted(brain.metrics["O"]["cosine"])
+    (0.0, ['eer', 'min_dcf_0.01', 'min_dcf_0.05'])
     """
     run_on_main(
         prepare_voxceleb,

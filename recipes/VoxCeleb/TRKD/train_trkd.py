@@ -343,6 +343,29 @@ def open_teacher_cache(folder, segment_csvs, embedder, device, **options):
     Returns
     -------
     speechbrain_trkd.teacher_cache.TeacherCache
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=3,
+    ...     duration=(1.0, 2.0))
+    >>> csvs = prepare_voxceleb(
+    ...     corpus.folder, os.path.join(tmp, "prep"), [corpus.trial_file],
+    ...     split_ratio=[50, 50], seg_dur=1.0)
+    >>> weights = os.path.join(tmp, "teacher.ckpt")
+    >>> torch.save({}, weights)
+    >>> def embedder(device):
+    ...     return (lambda wavs, lens: wavs[:, None, :4]), [weights], 4
+    >>> cache = open_teacher_cache(
+    ...     os.path.join(tmp, "cache"), [csvs["train"], csvs["dev"]],
+    ...     embedder, "cpu", views=1, seed=1, precision="fp32",
+    ...     batch_size=4, crop_seconds=0.5, sample_rate=16000)
+    >>> cache.views, cache.manifest["emb_dim"]
+    (1, 4)
     """
     run_on_main(
         cache_teacher_outputs,
@@ -851,7 +874,33 @@ def training_run(argv):
 def prepare_data(hparams):
     """Runs the VoxCeleb preparation on the main process (nothing with
     ``skip_prep``, e.g. for given ``train_annotation`` / ``valid_annotation``
-    files)."""
+    files).
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=3,
+    ...     duration=(1.0, 2.0))
+    >>> hparams = {
+    ...     "data_folder": corpus.folder,
+    ...     "prep_folder": os.path.join(tmp, "prep"),
+    ...     "verification_lists": [corpus.trial_file],
+    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
+    ...     "train_folders": None, "sample_rate": 16000,
+    ... }
+    >>> prepare_data(hparams)
+    >>> sorted(os.listdir(hparams["prep_folder"]))
+    ['dev.csv', 'enrol.csv', 'prepare_options.json', 'test.csv', 'train.csv']
+    """
     run_on_main(
         prepare_voxceleb,
         kwargs={
@@ -883,6 +932,32 @@ def distil(hparams, run_opts):
     DistillationBrain
         Trained, its best checkpoint loaded; ``metrics`` holds the
         verification metrics on the main process (None elsewhere).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=3,
+    ...     duration=(1.0, 2.0))
+    >>> hparams_file = os.path.join(
+    ...     os.path.dirname(__file__), "hparams", "ecapa_to_small.yaml")
+    >>> argv = [
+    ...     hparams_file, f"--data_folder={corpus.folder}",
+    ...     f"--output_folder={tmp}/run", f"--prep_folder={tmp}/prep",
+    ...     f"--verification_lists=[{corpus.trial_file}]",
+    ...     "--split_ratio=[50, 50]", "--seg_dur=1.0", "--sentence_len=1.0",
+    ...     "--out_n_neurons=3", "--kd_method=none", "--student_channels=8",
+    ...     "--batch_size=4", "--num_workers=0", "--number_of_epochs=1",
+    ...     "--verification_backends=[cosine]", "--noprogressbar"]
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # SpeechBrain's log
+    ...     with training_run(argv) as (hparams, run_opts, _, _):
+    ...         brain = distil(hparams, run_opts)
+    >>> sorted(brain.metrics["O"]["cosine"])
+    ['eer', 'min_dcf_0.01', 'min_dcf_0.05']
     """
     prepare_data(hparams)
     wav_augment = build_wav_augment(
@@ -955,6 +1030,15 @@ def teacher_cache_options(hparams):
     Returns
     -------
     dict
+
+    Example
+    -------
+    >>> options = teacher_cache_options({
+    ...     "teacher_cache_views": 2, "teacher_cache_seed": 1,
+    ...     "teacher_cache_precision": "fp32", "teacher_cache_batch_size": 8,
+    ...     "sentence_len": 3.0, "sample_rate": 16000, "prep_folder": "prep"})
+    >>> options["views"], options["prepare_options_file"]
+    (2, 'prep/prepare_options.json')
     """
     return {
         "views": hparams["teacher_cache_views"],
@@ -989,6 +1073,21 @@ def distillation_brain(hparams, run_opts, teacher, wav_augment, **kwargs):
     Returns
     -------
     DistillationBrain
+
+    Example
+    -------
+    >>> import tempfile
+    >>> tmp = tempfile.mkdtemp()
+    >>> hparams_file = os.path.join(
+    ...     os.path.dirname(__file__), "hparams", "ecapa_to_small.yaml")
+    >>> with open(hparams_file, encoding="utf-8") as fin:
+    ...     hparams = load_hyperpyyaml(fin, {
+    ...         "data_folder": tmp, "output_folder": tmp, "kd_method": "none",
+    ...         "student_channels": 8, "teacher_channels": 8,
+    ...         "out_n_neurons": 3})
+    >>> brain = distillation_brain(hparams, {"device": "cpu"}, None, None)
+    >>> brain.kd_loss is hparams["kd_loss"], brain.kd_scale
+    (True, 30.0)
     """
     arguments = dict(
         modules=hparams["modules"],
