@@ -429,9 +429,9 @@ def measure_throughput(
     result["batch_size"] = batch_size
     result["step_ms"] = 1000 * seconds / steps
     result["step_samples_per_s"] = steps * batch_size / seconds
-    if profile_steps > 0 and brain.hparams.kd_loss.method != "none":
-        plain = brain.hparams.kd_loss
-        brain.hparams.kd_loss = ProfiledLoss(plain)
+    if profile_steps > 0 and brain.kd_loss.method != "none":
+        plain = brain.kd_loss
+        brain.kd_loss = ProfiledLoss(plain)
         on_device = torch.device(brain.device).type == "cuda"
         activities = [ProfilerActivity.CPU]
         if on_device:
@@ -441,7 +441,7 @@ def measure_throughput(
                 with record_function(STEP_RANGE):
                     brain.fit_batch(batch)
             synchronize(brain.device)
-        brain.hparams.kd_loss = plain
+        brain.kd_loss = plain
         share = loss_share(prof.events(), on_device)
         result["kd_loss_ms"] = share["loss_ms"]
         result["kd_step_ms"] = share["step_ms"]
