@@ -45,6 +45,7 @@ Authors
 
 import argparse
 import csv
+import functools
 import gc
 import json
 import math
@@ -692,7 +693,11 @@ def run_teacher_cache(config, teacher):
     tic = time.perf_counter()
     torch.set_flush_denormal(True)
     train_trkd.cache_teacher_outputs(
-        hparams, train_trkd.teacher_embedder, run_opts.get("device", "cpu")
+        hparams["teacher_cache"],
+        [hparams["train_annotation"], hparams["valid_annotation"]],
+        functools.partial(train_trkd.teacher_embedder, hparams),
+        run_opts.get("device", "cpu"),
+        **train_trkd.teacher_cache_options(hparams),
     )
     del hparams
     _free_memory()

@@ -272,14 +272,29 @@ def build_brain(argv, brain_class=TimedDistillationBrain):
     cache = None
     if hparams.get("teacher_cache"):
         cache = train_trkd.TeacherCache(hparams["teacher_cache"])
-    train_data, _, label_encoder = train_trkd.dataio_prep(hparams, cache)
-    hparams["wav_augment"] = train_trkd.build_wav_augment(hparams)
-    hparams["teacher"] = train_trkd.load_teacher(hparams, label_encoder)
-    brain = brain_class(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
+    train_data, _, label_encoder = train_trkd.dataio_prep(
+        hparams["train_annotation"],
+        hparams["valid_annotation"],
+        hparams["save_folder"],
+        n_classes=hparams["out_n_neurons"],
+        crop_seconds=hparams["sentence_len"],
+        sample_rate=hparams["sample_rate"],
+        random_chunk=hparams["random_chunk"],
+        cache=cache,
+    )
+    wav_augment = train_trkd.build_wav_augment(
+        hparams["wav_augment"],
+        noise_csv=hparams["noise_csv"],
+        rir_csv=hparams["rir_csv"],
+        add_noise=hparams["add_noise"],
+        add_reverb=hparams["add_reverb"],
+    )
+    brain = train_trkd.distillation_brain(
+        hparams,
+        run_opts,
+        train_trkd.load_teacher(hparams, label_encoder),
+        wav_augment,
+        brain_class=brain_class,
         checkpointer=None,
     )
     return brain, train_data, hparams
@@ -414,9 +429,9 @@ def measure_throughput(
     result["batch_size"] = batch_size
     result["step_ms"] = 1000 * seconds / steps
     result["step_samples_per_s"] = steps * batch_size / seconds
-    if profile_steps > 0 and brain.hparams.kd_loss.method != "none":
-        plain = brain.hparams.kd_loss
-        brain.hparams.kd_loss = ProfiledLoss(plain)
+    if profile_steps > 0 and brain.kd_loss.method != "none":
+        plain = brain.kd_loss
+        brain.kd_loss = ProfiledLoss(plain)
         on_device = torch.device(brain.device).type == "cuda"
         activities = [ProfilerActivity.CPU]
         if on_device:
@@ -426,7 +441,7 @@ def measure_throughput(
                 with record_function(STEP_RANGE):
                     brain.fit_batch(batch)
             synchronize(brain.device)
-        brain.hparams.kd_loss = plain
+        brain.kd_loss = plain
         share = loss_share(prof.events(), on_device)
         result["kd_loss_ms"] = share["loss_ms"]
         result["kd_step_ms"] = share["step_ms"]

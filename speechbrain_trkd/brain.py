@@ -2,16 +2,17 @@
 
 The student (``compute_features``, ``mean_var_norm``, ``embedding_model``,
 ``classifier`` in ``modules``) is trained with its own speaker-classification
-loss (``hparams.compute_cost``, typically AAM softmax) plus
-``hparams.kd_weight`` times a distillation term (``hparams.kd_loss``, a
-``DistillationLoss``) between student and teacher logits. The teacher
-(``hparams.teacher``, a ``FrozenTeacher``) sees the same augmented batch and
+loss (``compute_cost``, typically AAM softmax) plus ``kd_weight`` times a
+distillation term (``kd_loss``, a ``DistillationLoss``) between student and
+teacher logits; each collaborator is a constructor argument, so the recipe
+script names every hyperparameter it uses. The teacher (``teacher``, a
+``FrozenTeacher``) sees the same augmented batch and
 stays outside the optimizer, the checkpoints and the DDP wrapping.
 
 Logits for distillation are the classifiers' cosine scores times ``kd_scale``
 (30, the usual AAM scale), optionally with the additive angular margin
 ``kd_margin`` at the target class of both models. The TRKD cutoff tau follows
-``hparams.tau_schedule`` as a function of the optimizer step count, which
+``tau_schedule`` as a function of the optimizer step count, which
 SpeechBrain checkpoints, so that a resumed run continues the curve exactly.
 
 Authors
@@ -43,7 +44,6 @@ STUDENT_MODULES = (
     "embedding_model",
     "classifier",
 )
-REQUIRED_HPARAMS = ("kd_loss", "compute_cost", "kd_weight")
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,24 @@ def cosine_logits(cosine, targets, scale=30.0, margin=0.0):
         angle = (torch.acos(target_cos) + margin).clamp(max=math.pi)
         logits = logits.scatter(-1, index, torch.cos(angle))
     return logits * scale
+
+
+def _non_negative(name, value):
+    """``value`` as a float, checked finite and >= 0 (named ``name``).
+
+    Example
+    -------
+    >>> _non_negative("kd_weight", "0.5")
+    0.5
+    >>> _non_negative("kd_weight", -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: kd_weight must be a finite number >= 0, got -1.0
+    """
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
 
 
 @register_checkpoint_hooks
@@ -253,24 +271,13 @@ class EpochAverages:
 class DistillationBrain(sb.core.Brain):
     """Trains a student speaker model with a frozen teacher's guidance.
 
-    Required hparams: ``kd_loss`` (``DistillationLoss``; may instead be put
-    in ``modules`` if it has trainable parameters), ``compute_cost``
-    (student loss called as ``compute_cost(cosine, targets, lens)``),
-    ``kd_weight`` and, unless the method is "none", ``teacher`` (a
-    ``FrozenTeacher``, its output aligned to the student's classes).
-    Optional hparams: ``wav_augment`` (an ``Augmenter``), ``tau_schedule`` (tau
-    is 1.0 without one), ``kd_scale`` (30.0), ``kd_margin`` (0.0),
-    ``kd_warmup_epochs`` (0.0: the KD weight ramps linearly from 0 to
-    ``kd_weight`` over that many epochs of optimizer steps),
-    ``train_logger``, ``lr_step_schedule`` with ``lr_warmup_epochs`` (a
-    SpeechBrain per-step LR scheduler, see ``_build_lr_step_schedule``),
-    ``lr_annealing`` (per-epoch, ``old_lr, new_lr =
-    lr_annealing(epoch)``; an optimizer parameter group with an ``lr_scale``
-    entry gets ``new_lr * lr_scale``) and ``epoch_counter`` (only used to label
-    test results). Batches carry ``sig`` and ``spk_id_encoded``. With
+    Its collaborators are keyword arguments (SpeechBrain's ``hparams`` is
+    still accepted; its ``epoch_counter``, if any, labels the results of a
+    test stage run without ``fit``).
+    Batches carry ``sig`` and ``spk_id_encoded``. With
     ``DistillationLoss("none")`` the teacher is neither needed nor run (plain
-    AAM training); with ``kd_weight=0`` it still runs and its KD statistics are
-    logged, but they do not reach the gradient.
+    AAM training); with ``kd_weight=0`` it still runs and its KD statistics
+    are logged, but they do not reach the gradient.
 
     The train log holds, per epoch, tau (the value used at the last step),
     the total loss, the student loss and the distillation statistics
@@ -293,6 +300,38 @@ class DistillationBrain(sb.core.Brain):
         SpeechBrain run options (device, precision, distributed, ...).
     checkpointer : speechbrain.utils.checkpoints.Checkpointer
         Must not hold the teacher.
+    compute_cost : callable
+        The student loss, ``compute_cost(cosine, targets, lens)``.
+    kd_loss : speechbrain_trkd.losses.DistillationLoss
+        The distillation term; may instead be ``modules["kd_loss"]`` when
+        it has trainable parameters.
+    kd_weight : float
+        Weight of the distillation term (>= 0).
+    teacher : speechbrain_trkd.teacher.FrozenTeacher, optional
+        Its output aligned to the student's classes; needed unless the
+        method is "none".
+    tau_schedule : callable, optional
+        ``tau_schedule(step)``, the TRKD cutoff (1.0 without one).
+    kd_scale : float
+        KD logits = ``kd_scale`` * cosine (30, the AAM scale).
+    kd_margin : float
+        Additive angular margin (radians) at the target of the KD logits.
+    kd_warmup_epochs : float
+        The KD weight ramps linearly from 0 to ``kd_weight`` over that many
+        epochs of optimizer steps (0: off).
+    wav_augment : speechbrain.augment.augmenter.Augmenter, optional
+        Applied to training batches (student and teacher alike).
+    lr_annealing : callable, optional
+        Per epoch, ``old_lr, new_lr = lr_annealing(epoch)``; a parameter
+        group with an ``lr_scale`` entry gets ``new_lr * lr_scale``.
+    lr_step_schedule : callable, optional
+        A SpeechBrain per-step LR scheduler class given its rate arguments,
+        completed with ``n_warmup_steps`` (from ``lr_warmup_epochs``) and
+        ``total_steps`` (see ``_build_lr_step_schedule``).
+    lr_warmup_epochs : float
+        Warm-up of ``lr_step_schedule``, in epochs.
+    train_logger : speechbrain.utils.train_logger.TrainLogger, optional
+        Receives the per-epoch statistics.
 
     Example
     -------
@@ -337,21 +376,17 @@ class DistillationBrain(sb.core.Brain):
     >>> brain = DistillationBrain(
     ...     modules=speaker_model(8, 3),
     ...     opt_class=lambda params: torch.optim.Adam(params, lr=1e-3),
-    ...     hparams={
-    ...         "teacher": teacher,
-    ...         "kd_loss": DistillationLoss("trkd"),
-    ...         "kd_weight": 1.0,
-    ...         "compute_cost": LogSoftmaxWrapper(
-    ...             AdditiveAngularMargin(margin=0.2, scale=30)
-    ...         ),
-    ...         "tau_schedule": ExponentialTauSchedule(
-    ...             start_epoch=0, stop_epoch=2
-    ...         ),
-    ...     },
     ...     run_opts={"device": "cpu", "noprogressbar": True},
+    ...     teacher=teacher,
+    ...     kd_loss=DistillationLoss("trkd"),
+    ...     kd_weight=1.0,
+    ...     compute_cost=LogSoftmaxWrapper(
+    ...         AdditiveAngularMargin(margin=0.2, scale=30)
+    ...     ),
+    ...     tau_schedule=ExponentialTauSchedule(start_epoch=0, stop_epoch=2),
     ... )
     >>> brain.fit(range(1, 3), dataset, train_loader_kwargs={"batch_size": 3})
-    >>> brain.optimizer_step, brain.hparams.tau_schedule.steps_per_epoch
+    >>> brain.optimizer_step, brain.tau_schedule.steps_per_epoch
     (4, 2)
     >>> sorted(brain.train_stats)
     ['conf_size', 'kd', 'kd_conf', 'kd_mass', 'loss', 'student_loss']
@@ -364,6 +399,20 @@ class DistillationBrain(sb.core.Brain):
         hparams=None,
         run_opts=None,
         checkpointer=None,
+        *,
+        compute_cost,
+        kd_loss=None,
+        kd_weight=1.0,
+        teacher=None,
+        tau_schedule=None,
+        kd_scale=30.0,
+        kd_margin=0.0,
+        kd_warmup_epochs=0.0,
+        wav_augment=None,
+        lr_annealing=None,
+        lr_step_schedule=None,
+        lr_warmup_epochs=0.0,
+        train_logger=None,
     ):
         super().__init__(
             modules=modules,
@@ -375,30 +424,41 @@ class DistillationBrain(sb.core.Brain):
         # SpeechBrain's argument parser gives --optimizer_step_limit no type.
         if isinstance(self.optimizer_step_limit, str):
             self.optimizer_step_limit = int(self.optimizer_step_limit)
-        self._check_hparams()
+        self.compute_cost = compute_cost
+        self.kd_loss = kd_loss
+        self.teacher = teacher
+        self.tau_schedule = tau_schedule
+        self.wav_augment = wav_augment
+        self.lr_annealing = lr_annealing
+        self.make_lr_step_schedule = lr_step_schedule
+        self.lr_warmup_epochs = _non_negative(
+            "lr_warmup_epochs", lr_warmup_epochs
+        )
+        self.train_logger = train_logger
+        # The counter of the run (fit sets it): hparams' by default, so that
+        # a test stage without fit can label its results.
+        self.epoch_counter = getattr(
+            getattr(self, "hparams", None), "epoch_counter", None
+        )
+        self._check_collaborators()
         self._check_modules()
         self._check_teacher_isolated()
-        self.kd_scale = self._positive_hparam("kd_scale", 30.0)
-        self.kd_margin = float(getattr(self.hparams, "kd_margin", 0.0))
+        self.kd_scale = float(kd_scale)
+        if not math.isfinite(self.kd_scale) or self.kd_scale <= 0:
+            raise ValueError(f"kd_scale must be positive, got {kd_scale}")
+        self.kd_margin = float(kd_margin)
         if not 0.0 <= self.kd_margin < math.pi:
             raise ValueError(
-                f"kd_margin must lie in [0, pi) radians, got {self.kd_margin}"
+                f"kd_margin must lie in [0, pi) radians, got {kd_margin}"
             )
-        self.kd_weight = float(self.hparams.kd_weight)
-        if not math.isfinite(self.kd_weight) or self.kd_weight < 0:
-            raise ValueError(
-                f"kd_weight must be a finite number >= 0, got {self.kd_weight}"
-            )
-        self.kd_warmup_epochs = float(
-            getattr(self.hparams, "kd_warmup_epochs", 0.0)
+        self.kd_weight = _non_negative("kd_weight", kd_weight)
+        self.kd_warmup_epochs = _non_negative(
+            "kd_warmup_epochs", kd_warmup_epochs
         )
-        if not math.isfinite(self.kd_warmup_epochs) or (
-            self.kd_warmup_epochs < 0
-        ):
-            raise ValueError(
-                "kd_warmup_epochs must be a finite number >= 0, got "
-                f"{self.kd_warmup_epochs}"
-            )
+        self._init_run_state()
+
+    def _init_run_state(self):
+        """The state a run builds up: step counts, tau, statistics."""
         self.steps_per_epoch = None
         self._nonfinite_ids = None
         self.lr_step_schedule = None
@@ -416,28 +476,22 @@ class DistillationBrain(sb.core.Brain):
     # ------------------------------------------------------------------
     # Configuration checks
     # ------------------------------------------------------------------
-    def _check_hparams(self):
-        """Raises if a required hyperparameter is missing or mistyped."""
-        hparams = getattr(self, "hparams", None)
-        missing = [
-            name for name in REQUIRED_HPARAMS if not hasattr(hparams, name)
-        ]
-        if "kd_loss" in missing and "kd_loss" in self.modules:
-            missing.remove("kd_loss")
-        if missing:
+    def _check_collaborators(self):
+        """Raises if the KD loss or the teacher is missing or mistyped."""
+        if self.kd_loss is None and "kd_loss" not in self.modules:
             raise ValueError(
-                "DistillationBrain needs the hparams "
-                f"{', '.join(REQUIRED_HPARAMS)}; missing: {', '.join(missing)}"
+                "DistillationBrain needs kd_loss (a DistillationLoss), as an "
+                "argument or as modules['kd_loss']"
             )
-        teacher = self._teacher
+        teacher = self.teacher
         if teacher is None and self._distilling:
             raise ValueError(
-                "DistillationBrain needs hparams['teacher'] (a FrozenTeacher) "
-                "unless the distillation method is 'none'"
+                "DistillationBrain needs a teacher (a FrozenTeacher) unless "
+                "the distillation method is 'none'"
             )
         if teacher is not None and not isinstance(teacher, FrozenTeacher):
             raise TypeError(
-                "hparams['teacher'] must be a speechbrain_trkd FrozenTeacher, "
+                "the teacher must be a speechbrain_trkd FrozenTeacher, "
                 f"got {type(teacher).__name__}"
             )
 
@@ -453,7 +507,7 @@ class DistillationBrain(sb.core.Brain):
         trainable = any(p.requires_grad for p in criterion.parameters())
         if trainable and "kd_loss" not in self.modules:
             raise ValueError(
-                "hparams['kd_loss'] has trainable parameters: put it in "
+                "kd_loss has trainable parameters: put it in "
                 "modules as 'kd_loss' so that the optimizer and the "
                 "checkpointer see it"
             )
@@ -473,7 +527,7 @@ class DistillationBrain(sb.core.Brain):
                 raise ValueError(
                     f"modules['{name}'] holds a FrozenTeacher: the teacher "
                     "must stay out of modules (optimizer, checkpoints, DDP); "
-                    "pass it as hparams['teacher']"
+                    "pass it as DistillationBrain(teacher=...)"
                 )
             shared = [
                 pname
@@ -495,24 +549,17 @@ class DistillationBrain(sb.core.Brain):
                     "teacher; the frozen teacher must not be checkpointed"
                 )
 
-    def _positive_hparam(self, name, default):
-        """Reads an optional positive, finite float hyperparameter."""
-        value = float(getattr(self.hparams, name, default))
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value}")
-        return value
-
     @property
     def _teacher(self):
         """The frozen teacher, or None (allowed for method "none")."""
-        return getattr(self.hparams, "teacher", None)
+        return self.teacher
 
     @property
     def _kd_criterion(self):
         """The distillation loss module (from modules, else hparams)."""
         if "kd_loss" in self.modules:
             return self.modules["kd_loss"]
-        return self.hparams.kd_loss
+        return self.kd_loss
 
     @property
     def _distilling(self):
@@ -533,9 +580,9 @@ class DistillationBrain(sb.core.Brain):
         Returns
         -------
         float
-            ``hparams.tau_schedule(step)``, or 1.0 without a schedule.
+            ``tau_schedule(step)``, or 1.0 without a schedule.
         """
-        schedule = getattr(self.hparams, "tau_schedule", None)
+        schedule = self.tau_schedule
         if schedule is None:
             return 1.0
         return float(schedule(step))
@@ -543,7 +590,7 @@ class DistillationBrain(sb.core.Brain):
     def _set_schedule_length(self, train_loader):
         """Counts the optimizer steps of an epoch, for the tau schedule and
         the KD weight's warm-up."""
-        schedule = getattr(self.hparams, "tau_schedule", None)
+        schedule = self.tau_schedule
         if schedule is not None and not hasattr(
             schedule, "set_steps_per_epoch"
         ):
@@ -636,6 +683,7 @@ class DistillationBrain(sb.core.Brain):
                 )
             self._set_schedule_length(train_set)
         self._valid_follows = valid_set is not None
+        self.epoch_counter = epoch_counter
         super().fit(
             epoch_counter,
             train_set,
@@ -654,7 +702,7 @@ class DistillationBrain(sb.core.Brain):
             self._teacher.to(self.device)
             self._teacher.eval()
         if "kd_loss" not in self.modules:
-            self.hparams.kd_loss.to(self.device)
+            self.kd_loss.to(self.device)
 
     def on_fit_start(self):
         """Places the teacher on the device, then SpeechBrain's setup.
@@ -675,14 +723,14 @@ class DistillationBrain(sb.core.Brain):
     def _build_lr_step_schedule(self):
         """Completes ``lr_step_schedule`` with the run's step counts.
 
-        ``hparams.lr_step_schedule`` is a SpeechBrain per-step scheduler
+        ``lr_step_schedule`` is a SpeechBrain per-step scheduler
         class given its rate arguments (e.g. ``!name:speechbrain.nnet.
         schedulers.WarmAndExpDecayLRSchedule`` with ``lr`` and
         ``decay_factor``); its ``n_warmup_steps`` and ``total_steps`` come
         from ``lr_warmup_epochs`` and the epoch counter's limit, in
         optimizer steps.
         """
-        make = getattr(self.hparams, "lr_step_schedule", None)
+        make = self.make_lr_step_schedule
         if make is None or self.lr_step_schedule is not None:
             return
         if self.steps_per_epoch is None:
@@ -690,8 +738,8 @@ class DistillationBrain(sb.core.Brain):
                 "lr_step_schedule needs the number of optimizer steps per "
                 "epoch: give fit a dataset or a loader with a length"
             )
-        epochs = self.hparams.epoch_counter.limit
-        warmup = float(getattr(self.hparams, "lr_warmup_epochs", 0.0))
+        epochs = self.epoch_counter.limit
+        warmup = self.lr_warmup_epochs
         self.lr_step_schedule = make(
             n_warmup_steps=max(1, round(warmup * self.steps_per_epoch)),
             total_steps=epochs * self.steps_per_epoch,
@@ -767,8 +815,8 @@ class DistillationBrain(sb.core.Brain):
     def _trim_train_log(self):
         """Drops train-log lines of epochs after the recovered one, so that
         an epoch trained again after a crash is logged once."""
-        train_logger = getattr(self.hparams, "train_logger", None)
-        counter = getattr(self.hparams, "epoch_counter", None)
+        train_logger = self.train_logger
+        counter = self.epoch_counter
         path = getattr(train_logger, "save_file", None)
         if (
             path is None
@@ -835,7 +883,7 @@ class DistillationBrain(sb.core.Brain):
         """
         batch = batch.to(self.device)
         wavs, lens = batch.sig
-        augment = getattr(self.hparams, "wav_augment", None)
+        augment = self.wav_augment
         if stage == sb.Stage.TRAIN and augment is not None:
             wavs, lens = augment(wavs, lens)
         feats = self.modules.compute_features(wavs)
@@ -872,13 +920,11 @@ class DistillationBrain(sb.core.Brain):
         """
         targets, _ = batch.spk_id_encoded
         targets = targets.to(self.device)
-        augment = getattr(self.hparams, "wav_augment", None)
+        augment = self.wav_augment
         if stage == sb.Stage.TRAIN and augment is not None:
             targets = augment.replicate_labels(targets)
         cosine = predictions["cosine"]
-        student_loss = self.hparams.compute_cost(
-            cosine, targets, predictions["lens"]
-        )
+        student_loss = self.compute_cost(cosine, targets, predictions["lens"])
         if stage != sb.Stage.TRAIN:
             wrong = cosine.argmax(dim=-1).reshape(-1) != targets.reshape(-1)
             self._eval_errors = self._eval_errors + wrong.sum()
@@ -986,16 +1032,16 @@ class DistillationBrain(sb.core.Brain):
         if stage == sb.Stage.VALID:
             self._end_epoch(epoch, valid_stats=stats)
             return
-        logger = getattr(self.hparams, "train_logger", None)
+        logger = self.train_logger
         if logger is not None:
-            counter = getattr(self.hparams, "epoch_counter", None)
+            counter = self.epoch_counter
             meta = {"Epoch loaded": getattr(counter, "current", None)}
             logger.log_stats(stats_meta=meta, test_stats=stats)
 
     def _end_epoch(self, epoch, valid_stats):
         """Per-epoch learning-rate update, log line and checkpoint."""
         meta = {"epoch": epoch}
-        annealing = getattr(self.hparams, "lr_annealing", None)
+        annealing = self.lr_annealing
         if annealing is not None:
             old_lr, new_lr = annealing(epoch)
             # A parameter group may run at a fixed fraction of the scheduled
@@ -1007,7 +1053,7 @@ class DistillationBrain(sb.core.Brain):
             meta["lr"] = self.optimizer.param_groups[0]["lr"]
         if getattr(self._kd_criterion, "uses_tau", False):
             meta["tau"] = self.tau
-        logger = getattr(self.hparams, "train_logger", None)
+        logger = self.train_logger
         if logger is not None:
             logger.log_stats(
                 stats_meta=meta,

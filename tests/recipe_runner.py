@@ -2,9 +2,13 @@
 
 ``tests/recipes/VoxCeleb.csv`` (SpeechBrain's ``tests/recipes`` format)
 names, for each hparams file of the recipe, its script, the debug flags of
-its test and the files the run must leave. ``RecipeRunner`` runs rows as
-real command lines in subprocesses, once each per test session; rows that
-need a teacher reuse the export folder of the teacher row.
+its test on SpeechBrain's sample audio (``tests/samples``) and the files the
+run must leave in its output folder. ``RecipeRunner`` runs rows as real
+command lines in subprocesses, once each per test session, on a generated
+corpus instead: the flags that point at the sample data are replaced by the
+corpus's, and a row that loads another row's output
+(``tests/tmp/VoxCeleb_row_<NN>/export``, the SpeechBrain runner's output
+folders) gets that row's output from this runner.
 """
 
 import csv
@@ -23,7 +27,17 @@ RECIPE_CSV = REPO / "tests" / "recipes" / "VoxCeleb.csv"
 N_TRAIN_SPEAKERS = 6
 
 with open(RECIPE_CSV, newline="", encoding="utf-8") as csv_file:
-    RECIPE_ROWS = list(csv.DictReader(csv_file))
+    RECIPE_ROWS = list(csv.DictReader(csv_file, skipinitialspace=True))
+# Flags of the sample data, dropped: the prepared corpus's defaults apply.
+SAMPLE_ONLY_FLAGS = (
+    "--train_annotation",
+    "--valid_annotation",
+    "--skip_prep",
+    "--trial_audio_csvs",
+)
+# SpeechBrain's runner names row N's output folder tests/tmp/VoxCeleb_row_N
+# (N counts the CSV's lines, the header being line 1).
+OTHER_ROW_OUTPUT = re.compile(r"tests/tmp/VoxCeleb_row_(\d+)/(.*)")
 
 
 def row_id(row):
@@ -57,6 +71,32 @@ class RecipeRunner:
         row = next(r for r in RECIPE_ROWS if row_id(r) == hparams_stem)
         return str(Path(self.run(row)) / "export")
 
+    def corpus_flags(self, flags):
+        """The row's flags on the generated corpus instead of the sample
+        data (see the module docstring)."""
+        values = {
+            "--data_folder": self.values["data_folder"],
+            "--verification_lists": f"[{self.values['trials']}]",
+            "--out_n_neurons": self.values["n_speakers"],
+            "--teacher_n_classes": self.values["n_speakers"],
+        }
+        resolved = []
+        prepares_data = False
+        for flag in shlex.split(flags):
+            key, has_value, value = flag.partition("=")
+            if key in SAMPLE_ONLY_FLAGS:
+                prepares_data |= key == "--skip_prep"
+                continue
+            if match := OTHER_ROW_OUTPUT.fullmatch(value):
+                other = RECIPE_ROWS[int(match.group(1)) - 2]
+                value = str(Path(self.run(other)) / match.group(2))
+            resolved.append(
+                f"{key}={values.get(key, value)}" if has_value else flag
+            )
+        if prepares_data:
+            resolved.append(f"--prep_folder={self.values['prep_folder']}")
+        return resolved
+
     def run(
         self,
         row,
@@ -69,28 +109,21 @@ class RecipeRunner:
 
         ``launcher`` is the command before the script (e.g. torchrun),
         ``extra_flags`` follow the row's own flags, and ``debug=False``
-        drops the row's ``--debug*`` flags, so that the run trains its
-        whole (tiny) epochs and keeps its checkpoints (SpeechBrain's debug
-        mode writes them to a temporary folder).
+        leaves out ``--debug`` (which SpeechBrain's runner adds), so that
+        the run trains its whole (tiny) epochs and keeps its checkpoints
+        (SpeechBrain's debug mode writes them to a temporary folder).
         """
         name = name or row_id(row)
         if name in self.done:
             return self.done[name]
-        flags = row["test_debug_flags"]
-        values = dict(self.values, output_folder=str(self.root / name))
-        if "{ecapa_teacher}" in flags:
-            values["ecapa_teacher"] = self.teacher_export("finetune_teacher")
-        if "{resnet_teacher}" in flags:
-            values["resnet_teacher"] = self.teacher_export("resnet_teacher")
+        output_folder = self.root / name
         command = [
             *launcher,
             str(REPO / row["Script_file"]),
             str(REPO / row["Hparam_file"]),
-            *[
-                flag
-                for flag in shlex.split(flags.format(**values))
-                if debug or not flag.startswith("--debug")
-            ],
+            *self.corpus_flags(row["test_debug_flags"]),
+            f"--output_folder={output_folder}",
+            *(["--debug"] if debug else []),
             *extra_flags,
         ]
         result = subprocess.run(
@@ -105,12 +138,14 @@ class RecipeRunner:
                 f"{name} failed ({shlex.join(command)}):\n"
                 f"{result.stderr[-4000:]}"
             )
-        checks = row["test_debug_checks"].format(**values)
-        match = re.fullmatch(r"files_exist=\[(.*)\]", checks)
+        checks = row["test_debug_checks"]
+        match = re.fullmatch(r"file_exists=\[(.*)\]", checks)
         assert match, f"unknown check {checks!r} in {RECIPE_CSV}"
         missing = [
-            f for f in match.group(1).split(",") if not Path(f).is_file()
+            f
+            for f in match.group(1).split(",")
+            if not (output_folder / f).exists()
         ]
         assert not missing, f"{name} did not write {missing}"
-        self.done[name] = values["output_folder"]
-        return values["output_folder"]
+        self.done[name] = str(output_folder)
+        return self.done[name]

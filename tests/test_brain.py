@@ -212,7 +212,7 @@ def make_brain(
     seed=0,
     epochs=4,
     run_opts=None,
-    **extra_hparams,
+    **collaborators,
 ):
     modules = student_modules(seed)
     counter = EpochCounter(epochs)
@@ -225,7 +225,7 @@ def make_brain(
             "counter": counter,
         },
     )
-    hparams = {
+    arguments = {
         "teacher": make_teacher(data.encoder, data.teacher_state),
         "kd_loss": DistillationLoss("trkd", temperature=4.0),
         "kd_weight": 1.0,
@@ -234,17 +234,17 @@ def make_brain(
             start_epoch=0, stop_epoch=epochs, gamma=1e-2
         ),
         "train_logger": RecordingLogger(tmp_path / "train_log.txt"),
-        "epoch_counter": counter,
     }
-    hparams.update(extra_hparams)
+    arguments.update(collaborators)
     options = {"device": "cpu", "noprogressbar": True}
     options.update(run_opts or {})
     brain = brain_class(
         modules=modules,
         opt_class=lambda params: torch.optim.Adam(params, lr=5e-3),
-        hparams=hparams,
+        hparams={"epoch_counter": counter},
         run_opts=options,
         checkpointer=checkpointer,
+        **arguments,
     )
     brain.step_taus = []
     return brain, counter
@@ -303,7 +303,7 @@ def test_fit_distils_and_keeps_the_teacher_frozen(tmp_path, data, monkeypatch):
         epochs=3,
         lr_annealing=LinearScheduler(5e-3, 1e-3, 3),
     )
-    teacher = brain.hparams.teacher
+    teacher = brain.teacher
     teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
     brain.fit(
         counter,
@@ -312,11 +312,11 @@ def test_fit_distils_and_keeps_the_teacher_frozen(tmp_path, data, monkeypatch):
         train_loader_kwargs={"batch_size": 4, "shuffle": True},
         valid_loader_kwargs={"batch_size": 8},
     )
-    schedule = brain.hparams.tau_schedule
+    schedule = brain.tau_schedule
     assert schedule.steps_per_epoch == 4  # 16 utterances / batch 4
     assert brain.optimizer_step == 12
 
-    records = brain.hparams.train_logger.records
+    records = brain.train_logger.records
     assert [meta["epoch"] for meta, *_ in records] == [1, 2, 3]
     first, last = records[0][1], records[-1][1]
     expected_keys = {
@@ -376,7 +376,7 @@ def test_fit_distils_and_keeps_the_teacher_frozen(tmp_path, data, monkeypatch):
     brain.evaluate(
         valid, min_key="ErrorRate", test_loader_kwargs={"batch_size": 8}
     )
-    test_stats = brain.hparams.train_logger.records[-1][3]
+    test_stats = brain.train_logger.records[-1][3]
     assert set(test_stats) == {"loss", "ErrorRate"}
 
 
@@ -415,8 +415,8 @@ def test_resume_mid_epoch_continues_tau_and_statistics(tmp_path, data):
     assert len(set(taus)) == len(taus)  # tau moved at every step
 
     # Epoch 2, resumed after its first step, averages over all its steps.
-    ref_records = ref.hparams.train_logger.records
-    resumed_records = resumed.hparams.train_logger.records
+    ref_records = ref.train_logger.records
+    resumed_records = resumed.train_logger.records
     assert [m["epoch"] for m, *_ in resumed_records] == [2]
     for ref_rec, res_rec in zip(ref_records[1:], resumed_records, strict=True):
         assert res_rec[0]["tau"] == ref_rec[0]["tau"]
@@ -440,7 +440,7 @@ def test_teacher_sees_the_augmented_batch_under_autocast(tmp_path, data):
             (inputs[0].shape[0], torch.is_autocast_enabled("cpu"), output.dtype)
         )
 
-    brain.hparams.teacher.embedding_model.register_forward_hook(spy)
+    brain.teacher.embedding_model.register_forward_hook(spy)
     brain.fit(
         counter,
         train,
@@ -486,7 +486,7 @@ def test_ddp_on_cpu_wraps_the_student_only(tmp_path, data, monkeypatch):
     assert not any(
         isinstance(m, torch.nn.SyncBatchNorm) for m in brain.modules.modules()
     )
-    teacher = brain.hparams.teacher
+    teacher = brain.teacher
     assert not any(isinstance(m, ddp) for m in teacher.modules())
     assert brain.optimizer_step == 2
     assert math.isfinite(brain.train_stats["kd"])
@@ -525,20 +525,18 @@ def test_configuration_errors(tmp_path, data):
     opts = {"device": "cpu", "noprogressbar": True}
 
     def build(modules=None, checkpointer=None, **changes):
-        hparams = {**base, **changes}
-        hparams = {k: v for k, v in hparams.items() if v is not None}
         return DistillationBrain(
             modules=modules or student_modules(),
-            hparams=hparams,
             run_opts=opts,
             checkpointer=checkpointer,
+            **{**base, **changes},
         )
 
-    with pytest.raises(ValueError, match="missing: kd_weight"):
-        build(kd_weight=None)
+    with pytest.raises(ValueError, match="needs kd_loss"):
+        build(kd_loss=None)
     with pytest.raises(TypeError, match="FrozenTeacher"):
         build(teacher=torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="needs hparams\\['teacher'\\]"):
+    with pytest.raises(ValueError, match="needs a teacher"):
         build(teacher=None)
     with pytest.raises(ValueError, match=r"modules\['teacher'\] holds"):
         build(modules={**student_modules(), "teacher": teacher})
@@ -566,7 +564,7 @@ def test_configuration_errors(tmp_path, data):
 def test_unaligned_teacher_is_reported(tmp_path, data):
     train = data.train
     brain, counter = make_brain(tmp_path, data, epochs=1)
-    brain.hparams.teacher.set_class_index(None)  # 6 teacher vs 4 student
+    brain.teacher.set_class_index(None)  # 6 teacher vs 4 student
     with pytest.raises(ValueError, match="set_class_index"):
         brain.fit(counter, train, train_loader_kwargs={"batch_size": 8})
 
@@ -577,7 +575,7 @@ def test_method_none_skips_the_teacher(tmp_path, data):
         tmp_path, data, epochs=1, kd_loss=DistillationLoss("none")
     )
     calls = []
-    brain.hparams.teacher.register_forward_hook(lambda *args: calls.append(1))
+    brain.teacher.register_forward_hook(lambda *args: calls.append(1))
     brain.fit(counter, train, train_loader_kwargs={"batch_size": 8})
     assert not calls
     assert set(brain.train_stats) == {"loss", "student_loss"}
@@ -593,7 +591,7 @@ def test_method_none_needs_no_teacher(tmp_path, data):
     brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
     assert brain.optimizer_step == 2
     assert set(brain.train_stats) == {"loss", "student_loss"}
-    meta = brain.hparams.train_logger.records[-1][0]
+    meta = brain.train_logger.records[-1][0]
     assert "tau" not in meta  # no curriculum without TRKD
 
 
@@ -615,7 +613,7 @@ def test_schedule_length_follows_the_loader(tmp_path, data, run_opts, expected):
         teacher=None,
     )
     brain.fit(counter, data.train, train_loader_kwargs={"batch_size": 8})
-    assert brain.hparams.tau_schedule.steps_per_epoch == expected
+    assert brain.tau_schedule.steps_per_epoch == expected
     assert brain.optimizer_step == expected
 
 
@@ -729,9 +727,7 @@ def test_lr_step_schedule_warms_up_and_decays_per_step(tmp_path, data):
     assert (schedule.n_warmup_steps, schedule.decay_steps) == (2, 2)
     assert rates == pytest.approx([0.0, 0.05, 0.1, 0.01])
     assert "lr_step_schedule" in brain.checkpointer.recoverables
-    assert brain.hparams.train_logger.records[-1][0]["lr"] == pytest.approx(
-        0.001
-    )
+    assert brain.train_logger.records[-1][0]["lr"] == pytest.approx(0.001)
 
 
 def test_an_interrupted_checkpoint_save_does_not_block_resuming(
@@ -772,7 +768,7 @@ def test_a_non_finite_loss_never_reaches_the_weights(tmp_path, data, caplog):
     """A batch whose loss is NaN moves no weight; its utterances are named
     and training goes on."""
     brain, counter = make_brain(tmp_path, data, epochs=1)
-    cost = brain.hparams.compute_cost
+    cost = brain.compute_cost
     calls = []
 
     def sometimes_nan(*args):
@@ -780,7 +776,7 @@ def test_a_non_finite_loss_never_reaches_the_weights(tmp_path, data, caplog):
         loss = cost(*args)
         return loss * float("nan") if len(calls) == 2 else loss
 
-    brain.hparams.compute_cost = sometimes_nan
+    brain.compute_cost = sometimes_nan
     snapshots = []
     original = brain.optimizers_step
 

@@ -17,7 +17,7 @@ TINY = [
     "duration: [2.0, 4.5], seed: 1}",
     "--methods=[trkd]",
     "--student_seeds=[1, 2]",
-    "--scratch_teacher_overrides={teacher_name: t, backbone_pretrainer: null, "
+    "--scratch_teacher_overrides={teacher_name: t, pretrainer: null, "
     "freeze_backbone: False, backbone_lr_scale: 1.0, channels: 16, "
     "number_of_epochs: 1, lr: 0.002, lr_final: 0.0002}",
     "--common_overrides={seed: 1, batch_size: 4, num_workers: 0, "

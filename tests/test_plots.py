@@ -18,7 +18,6 @@ from test_speaker_verification import (
 )
 
 from speechbrain_trkd import plots
-from speechbrain_trkd.brain import DistillationBrain
 from speechbrain_trkd.scoring import compute_eer, compute_min_dcf
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 
@@ -133,7 +132,7 @@ def test_det_points_are_scoring_eer_and_min_dcf():
 
 
 @needs_matplotlib
-def test_tiny_distillation_run_writes_its_pictures(tmp_path):
+def test_tiny_distillation_run_writes_its_pictures(tmp_path, monkeypatch):
     corpus = make_synthetic_corpus(
         tmp_path / "corpus",
         n_train_speakers=3,
@@ -168,9 +167,10 @@ def test_tiny_distillation_run_writes_its_pictures(tmp_path):
         with contextlib.redirect_stdout(io.StringIO()):
             # A random teacher with the student's 3 classes: the pictures
             # need a TRKD run, not a good teacher.
-            brain, hparams = train_trkd.run_training(
-                DistillationBrain, argv, before_fit=lambda *args: None
-            )
+            random_teacher = lambda hparams, _: hparams["teacher"]  # noqa: E731
+            monkeypatch.setattr(train_trkd, "load_teacher", random_teacher)
+            with train_trkd.training_run(argv) as (hparams, run_opts, _, _):
+                train_trkd.distil(hparams, run_opts)
     finally:
         torch.set_num_threads(threads)
     for name in (

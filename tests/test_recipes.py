@@ -36,14 +36,12 @@ def test_batch_of_one_fails_at_hparams_load(tmp_path):
     spec.loader.exec_module(train_trkd)
     hparams_file = REPO / "recipes" / "VoxCeleb" / "TRKD" / "hparams"
     with pytest.raises(ValueError, match="batch_size=1: a training batch"):
-        train_trkd.run_training(
-            train_trkd.DistillationBrain,
+        train_trkd.main(
             [
                 str(hparams_file / "ecapa_to_small.yaml"),
                 f"--data_folder={tmp_path}/nothing",
                 f"--output_folder={tmp_path}/out",
                 "--batch_size=1",
-            ],
-            before_fit=None,
+            ]
         )
     assert not (tmp_path / "out" / "train_log.txt").exists()

@@ -49,11 +49,7 @@ def test_changed_training_settings_are_refused(tmp_path):
 
     def run(*extra):
         with contextlib.redirect_stdout(io.StringIO()):
-            return train_trkd.run_training(
-                train_trkd.DistillationBrain,
-                [*base, *extra],
-                before_fit=lambda hparams, label_encoder: None,
-            )
+            return train_trkd.main([*base, *extra])
 
     run("--num_workers=0")
     with pytest.raises(ValueError, match=r"lr: 0.001 -> 0.002"):
@@ -63,5 +59,5 @@ def test_changed_training_settings_are_refused(tmp_path):
             "--num_workers=0",
             "--kd_method_options={trkd: {lambda_mass: 0.0}}",
         )
-    brain, _ = run("--num_workers=1")  # loading only: the same run
+    brain = run("--num_workers=1")  # loading only: the same run
     assert brain.metrics is not None

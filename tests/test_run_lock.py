@@ -68,15 +68,13 @@ def test_recipe_refuses_a_busy_output_folder(tmp_path, live_process):
     out = tmp_path / "out"
     write_lock(out, live_process)
     with pytest.raises(RuntimeError, match="in use by process"):
-        train_trkd.run_training(
-            train_trkd.DistillationBrain,
+        train_trkd.main(
             [
                 str(REPO / "recipes/VoxCeleb/TRKD/hparams/ecapa_to_small.yaml"),
                 f"--data_folder={tmp_path}/nothing",
                 f"--output_folder={out}",
                 f"--prep_folder={tmp_path}/prep",
-            ],
-            before_fit=None,
+            ]
         )
     assert not (tmp_path / "prep").exists()
     assert not (out / "train_log.txt").exists()

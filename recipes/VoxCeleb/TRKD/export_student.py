@@ -143,7 +143,7 @@ def export_model(
     label_encoder_file : str
         The ``label_encoder.txt`` of the training run.
     inference_hparams : str
-        The inference template (see ``hparams/inference``); a relative
+        The inference template (see ``hparams/models``); a relative
         path is taken from the recipe's ``hparams`` folder.
     inference_values : dict
         Top-level template values (architecture sizes).
@@ -170,7 +170,7 @@ def export_model(
     ...     ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=192),
     ...     Classifier(192, out_neurons=2),
     ...     os.path.join(tmp, "label_encoder.txt"),
-    ...     "inference/ecapa.yaml",
+    ...     "models/ecapa.yaml",
     ...     {"channels": 8, "out_n_neurons": 2},
     ...     os.path.join(tmp, "export"),
     ...     {"title": "A test", "description": "Untrained."},
@@ -239,6 +239,76 @@ def atomic_write(path, data):
     os.replace(tmp, path)
 
 
+def student_card(hparams, metrics=None):
+    """The model-card facts of a distilled student.
+
+    Arguments
+    ---------
+    hparams : dict
+        The training hyperparameters (``student_name``, ``kd_method``,
+        ``teacher_source``, ``number_of_epochs``, ``data_folder``).
+    metrics : dict, optional
+        ``{list: {backend: {metric: value}}}``, flattened into the card.
+
+    Returns
+    -------
+    dict
+        ``title``, ``description``, ``training`` and, with metrics,
+        ``metrics``.
+
+    Example
+    -------
+    >>> card = student_card(
+    ...     {"student_name": "s", "kd_method": "trkd"},
+    ...     {"O": {"cosine": {"eer": 3.14159}}})
+    >>> card["title"], card["metrics"]
+    ('Distilled speaker encoder (s)', {'O cosine eer': 3.1416})
+    """
+    info = {
+        "title": f"Distilled speaker encoder ({hparams.get('student_name')})",
+        "description": (
+            "A speaker-embedding model trained with speechbrain-trkd, "
+            f"KD method `{hparams.get('kd_method')}` from teacher "
+            f"`{hparams.get('teacher_source')}`."
+        ),
+        "training": {
+            "kd_method": hparams.get("kd_method"),
+            "teacher": hparams.get("teacher_source"),
+            "epochs": hparams.get("number_of_epochs"),
+            "data": hparams.get("data_folder"),
+        },
+    }
+    if metrics is not None:
+        info["metrics"] = card_metrics(metrics)
+    return info
+
+
+def card_metrics(metrics):
+    """Flattens verification metrics for a model card.
+
+    Arguments
+    ---------
+    metrics : dict
+        ``{list: {backend: {metric: value}}}``.
+
+    Returns
+    -------
+    dict
+        ``{"<list> <backend> <metric>": value rounded to 4 digits}``.
+
+    Example
+    -------
+    >>> card_metrics({"O": {"cosine": {"eer": 1.23456}}})
+    {'O cosine eer': 1.2346}
+    """
+    return {
+        f"{name} {backend} {metric}": round(value, 4)
+        for name, per_backend in metrics.items()
+        for backend, values in per_backend.items()
+        for metric, value in values.items()
+    }
+
+
 def export_from_hparams(hparams, card_info=None):
     """Exports the best checkpoint of a training run described by hparams.
 
@@ -275,7 +345,7 @@ def export_from_hparams(hparams, card_info=None):
     >>> hparams = {
     ...     "checkpointer": checkpointer, "embedding_model": emb,
     ...     "classifier": head, "save_folder": save,
-    ...     "inference_hparams": "inference/ecapa.yaml",
+    ...     "inference_hparams": "models/ecapa.yaml",
     ...     "inference_overrides": {"channels": 8, "out_n_neurons": 1},
     ...     "export_folder": os.path.join(tmp, "export"),
     ... }
@@ -290,21 +360,8 @@ def export_from_hparams(hparams, card_info=None):
             f"No checkpoint in {hparams['save_folder']}: train first "
             "with the same hparams and overrides"
         )
-    info = {
-        "title": f"Distilled speaker encoder ({hparams.get('student_name')})",
-        "description": (
-            "A speaker-embedding model trained with speechbrain-trkd, "
-            f"KD method `{hparams.get('kd_method')}` from teacher "
-            f"`{hparams.get('teacher_source')}`."
-        ),
-        "training": {
-            "kd_method": hparams.get("kd_method"),
-            "teacher": hparams.get("teacher_source"),
-            "epochs": hparams.get("number_of_epochs"),
-            "data": hparams.get("data_folder"),
-            "checkpoint": os.path.basename(str(checkpoint.path)),
-        },
-    }
+    info = student_card(hparams)
+    info["training"]["checkpoint"] = os.path.basename(str(checkpoint.path))
     info.update(card_info or {})
     return export_model(
         hparams["embedding_model"],

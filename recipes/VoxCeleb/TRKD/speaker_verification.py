@@ -13,7 +13,7 @@ pretrained-model folder (the ECAPA teacher or an exported student)::
         --data_folder=/path/to/VoxCeleb1
 
 The model folder (Hub layout) is read as data, never run: the architecture
-comes from this recipe's ``hparams/inference/`` files, and only
+comes from this recipe's ``hparams/models/`` files, and only
 ``embedding_model.ckpt``, ``classifier.ckpt`` (``weights_only=True``),
 ``label_encoder.txt`` and, when present, ``mean_var_norm_emb.ckpt`` are
 loaded; its ``hyperparams.yaml`` is ignored.
@@ -328,7 +328,7 @@ def load_pretrained_encoder(
     """Loads a pretrained speaker model's weights into our own architecture.
 
     Nothing in the folder is executed: its ``hyperparams.yaml`` is not read.
-    The architecture comes from this recipe's ``hparams/inference/
+    The architecture comes from this recipe's ``hparams/models/
     <architecture>.yaml``; only ``embedding_model.ckpt`` and
     ``classifier.ckpt`` (``weights_only=True``) and ``label_encoder.txt``
     (and ``mean_var_norm_emb.ckpt`` when present) are read, after the
@@ -381,7 +381,7 @@ def load_pretrained_encoder(
     inference_file = os.path.join(
         os.path.dirname(os.path.abspath(__file__)),
         "hparams",
-        "inference",
+        "models",
         f"{architecture}.yaml",
     )
     with open(inference_file, encoding="utf-8") as fin:
@@ -547,10 +547,53 @@ def _named_trial_lists(trial_lists):
     return named
 
 
+def read_utterance_paths(csv_files):
+    """Maps utterance IDs to audio files, from SpeechBrain CSVs.
+
+    Trial lists may name utterances by an annotation's ``ID`` (alone or as
+    ``<ID>.wav``, the convention of SpeechBrain's sample verification list)
+    rather than by their path under ``<data_folder>/wav``.
+
+    Arguments
+    ---------
+    csv_files : list of str
+        CSV files with the columns ``ID`` and ``wav``.
+
+    Returns
+    -------
+    dict
+        ``{ID: wav}`` over all files; empty for no files.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "utts.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("ID,duration,wav,spk_id\\nu1,1.0,/a/u1.wav,s1\\n")
+    >>> read_utterance_paths([path])
+    {'u1': '/a/u1.wav'}
+    >>> _utterance_path("u1.wav", "/data", read_utterance_paths([path]))
+    '/a/u1.wav'
+    """
+    paths = {}
+    for csv_path in csv_files:
+        with open(csv_path, newline="", encoding="utf-8") as csv_file:
+            reader = csv.DictReader(csv_file, skipinitialspace=True)
+            missing = {"ID", "wav"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(
+                    f"{csv_path}: missing column(s) {sorted(missing)}"
+                )
+            paths.update((row["ID"], row["wav"]) for row in reader)
+    return paths
+
+
 def _utterance_path(utt, data_folder, utterance_paths):
-    """Audio file of a trial utterance: the mapping's, else under wav/."""
-    if utterance_paths is not None and utt in utterance_paths:
-        return utterance_paths[utt]
+    """Audio file of a trial utterance: the mapping's (by the utterance or
+    its name without extension), else under wav/."""
+    for key in (utt, os.path.splitext(utt)[0]):
+        if utterance_paths and key in utterance_paths:
+            return utterance_paths[key]
     return os.path.join(data_folder, "wav", utt)
 
 
@@ -1005,6 +1048,7 @@ def main(argv=None):
         sample_rate=hparams["sample_rate"],
         max_batch_seconds=hparams["max_batch_seconds"],
         num_workers=hparams["num_workers"],
+        utterance_paths=read_utterance_paths(hparams["trial_audio_csvs"]),
     )
     overlap = {}
     encoder_file = os.path.join(hparams["model_source"], "label_encoder.txt")

@@ -27,18 +27,29 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import functools
 import os
 import sys
 
+import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.losses import DistillationLoss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export_student import export_model  # noqa: E402
+from export_student import card_metrics, export_model  # noqa: E402
 from speaker_verification import load_collected  # noqa: E402
-from train_trkd import run_training  # noqa: E402
+from train_trkd import (  # noqa: E402
+    build_wav_augment,
+    dataio_prep,
+    open_teacher_cache,
+    score_encoder,
+    student_encoder,
+    training_run,
+)
+from voxceleb_prepare import prepare_voxceleb  # noqa: E402
 
 
 class TeacherBrain(DistillationBrain):
@@ -46,7 +57,21 @@ class TeacherBrain(DistillationBrain):
 
     With ``freeze_backbone`` the pretrained embedding model is neither
     updated nor allowed to move its batch-norm statistics; otherwise it is
-    trained at ``backbone_lr_scale`` times the head's learning rate.
+    trained at ``backbone_lr_scale`` times the head's learning rate. There
+    is no teacher and no distillation term: the other arguments are
+    ``DistillationBrain``'s.
+
+    Arguments
+    ---------
+    *args
+        ``modules, opt_class, hparams, run_opts, checkpointer``.
+    freeze_backbone : bool
+        Keep the embedding model as it is.
+    backbone_lr_scale : float
+        Backbone learning rate / head learning rate, when not frozen.
+    **kwargs
+        ``compute_cost``, ``wav_augment``, ``lr_annealing``,
+        ``train_logger``, ... of ``DistillationBrain``.
 
     Example
     -------
@@ -54,7 +79,6 @@ class TeacherBrain(DistillationBrain):
     >>> from speechbrain.lobes.features import Fbank
     >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
     >>> from speechbrain.processing.features import InputNormalization
-    >>> from speechbrain_trkd.losses import DistillationLoss
     >>> modules = {
     ...     "compute_features": Fbank(n_mels=80),
     ...     "mean_var_norm": InputNormalization(norm_type="sentence"),
@@ -62,30 +86,33 @@ class TeacherBrain(DistillationBrain):
     ...         80, channels=[8, 8, 8, 8, 24], lin_neurons=16),
     ...     "classifier": Classifier(16, out_neurons=4),
     ... }
-    >>> hparams = {
-    ...     "kd_loss": DistillationLoss("none"), "kd_weight": 0.0,
-    ...     "compute_cost": torch.nn.Identity(),
-    ...     "freeze_backbone": False, "backbone_lr_scale": 0.1,
-    ... }
     >>> brain = TeacherBrain(
     ...     modules, lambda groups: torch.optim.Adam(groups, lr=1e-2),
-    ...     hparams, run_opts={"device": "cpu"})
+    ...     run_opts={"device": "cpu"}, compute_cost=torch.nn.Identity(),
+    ...     freeze_backbone=False, backbone_lr_scale=0.1)
     >>> brain.init_optimizers()
     >>> [round(group["lr"], 6) for group in brain.optimizer.param_groups]
     [0.01, 0.001]
     """
 
+    def __init__(self, *args, freeze_backbone, backbone_lr_scale, **kwargs):
+        super().__init__(
+            *args, kd_loss=DistillationLoss("none"), kd_weight=0.0, **kwargs
+        )
+        self.freeze_backbone = bool(freeze_backbone)
+        self.backbone_lr_scale = float(backbone_lr_scale)
+
     def init_optimizers(self):
         """Gives the backbone and the head their own parameter groups."""
         backbone = self.modules.embedding_model
-        frozen = self.hparams.freeze_backbone
+        frozen = self.freeze_backbone
         backbone.requires_grad_(not frozen)
         groups = [{"params": list(self.modules.classifier.parameters())}]
         if not frozen:
             groups.append(
                 {
                     "params": list(backbone.parameters()),
-                    "lr_scale": self.hparams.backbone_lr_scale,
+                    "lr_scale": self.backbone_lr_scale,
                 }
             )
         self.optimizer = self.opt_class(groups)
@@ -100,7 +127,7 @@ class TeacherBrain(DistillationBrain):
         every module each epoch), then runs the usual forward; with a
         teacher cache, the head reads the backbone's cached embeddings."""
         if hasattr(batch, "teacher_emb"):
-            if not self.hparams.freeze_backbone:
+            if not self.freeze_backbone:
                 raise ValueError(
                     "teacher_cache holds a frozen backbone's embeddings: it "
                     "cannot fine-tune the backbone (--freeze_backbone=False)"
@@ -111,7 +138,7 @@ class TeacherBrain(DistillationBrain):
                 "embeddings": embeddings,
                 "lens": torch.ones(embeddings.shape[0], device=self.device),
             }
-        if self.hparams.freeze_backbone:
+        if self.freeze_backbone:
             self.modules.embedding_model.eval()
         return super().compute_forward(batch, stage)
 
@@ -122,7 +149,7 @@ def backbone_embedder(hparams, device):
     Arguments
     ---------
     hparams : dict
-        The loaded hyperparameters (``backbone_pretrainer``,
+        The loaded hyperparameters (``pretrainer``, ``teacher_sha256``,
         ``compute_features``, ``mean_var_norm``, ``embedding_model``,
         ``emb_dim``, ``freeze_backbone``).
     device : str
@@ -149,10 +176,10 @@ def backbone_embedder(hparams, device):
             "teacher_cache needs a frozen backbone (--freeze_backbone=True): "
             "the cache holds its embeddings, which fine-tuning would change"
         )
-    pretrainer = hparams.get("backbone_pretrainer")
+    pretrainer = hparams.get("pretrainer")
     if pretrainer is None:
         raise ValueError(
-            "teacher_cache needs a pretrained backbone (backbone_pretrainer)"
+            "teacher_cache needs a pretrained backbone (pretrainer)"
         )
     pretrainer.collect_files()
     load_collected(pretrainer, hparams.get("teacher_sha256"))
@@ -170,30 +197,164 @@ def backbone_embedder(hparams, device):
     return embed, files, hparams["emb_dim"]
 
 
+def train_teacher(hparams, run_opts):
+    """Prepares the data, loads the pretrained backbone (if any), trains
+    the teacher and scores its best checkpoint.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain's run options.
+
+    Returns
+    -------
+    TeacherBrain
+        Trained, its best checkpoint loaded; ``metrics`` on the main
+        process (None elsewhere).
+
+    Example
+    -------
+    >>> import contextlib, io, tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=3,
+    ...     duration=(1.0, 2.0))
+    >>> hparams_file = os.path.join(
+    ...     os.path.dirname(__file__), "hparams", "finetune_teacher.yaml")
+    >>> argv = [
+    ...     hparams_file, f"--data_folder={corpus.folder}",
+    ...     f"--output_folder={tmp}/run", f"--prep_folder={tmp}/prep",
+    ...     f"--verification_lists=[{corpus.trial_file}]",
+    ...     "--split_ratio=[50, 50]", "--seg_dur=1.0", "--sentence_len=1.0",
+    ...     "--out_n_neurons=3", "--pretrainer=null", "--channels=8",
+    ...     "--freeze_backbone=False", "--batch_size=4", "--num_workers=0",
+    ...     "--number_of_epochs=1", "--verification_backends=[cosine]",
+    ...     "--noprogressbar"]
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # SpeechBrain's log
+    ...     with training_run(argv) as (hparams, run_opts, _, _):
+    ...         brain = train_teacher(hparams, run_opts)
+    >>> brain.kd_weight, sorted(brain.metrics["O"]["cosine"])
+    (0.0, ['eer', 'min_dcf_0.01', 'min_dcf_0.05'])
+    """
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["prep_folder"],
+            "verification_lists": hparams["verification_lists"],
+            "split_ratio": hparams["split_ratio"],
+            "seg_dur": hparams["seg_dur"],
+            "skip_prep": hparams["skip_prep"],
+            "train_folders": hparams["train_folders"],
+            "sample_rate": hparams["sample_rate"],
+        },
+    )
+    wav_augment = build_wav_augment(
+        hparams["wav_augment"],
+        noise_csv=hparams["noise_csv"],
+        rir_csv=hparams["rir_csv"],
+        add_noise=hparams["add_noise"],
+        add_reverb=hparams["add_reverb"],
+    )
+    train_data, valid_data, _ = dataio_prep(
+        hparams["train_annotation"],
+        hparams["valid_annotation"],
+        hparams["save_folder"],
+        n_classes=hparams["out_n_neurons"],
+        crop_seconds=hparams["sentence_len"],
+        sample_rate=hparams["sample_rate"],
+        random_chunk=hparams["random_chunk"],
+        cache=_backbone_cache(hparams, run_opts, wav_augment),
+        with_audio=not hparams.get("teacher_cache"),
+    )
+    pretrainer = hparams.get("pretrainer")
+    if pretrainer is not None:
+        run_on_main(pretrainer.collect_files)
+        load_collected(pretrainer, hparams.get("teacher_sha256"))
+    brain = TeacherBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        compute_cost=hparams["compute_cost"],
+        wav_augment=wav_augment,
+        lr_annealing=hparams["lr_annealing"],
+        train_logger=hparams["train_logger"],
+        freeze_backbone=hparams["freeze_backbone"],
+        backbone_lr_scale=hparams["backbone_lr_scale"],
+    )
+    brain.fit(
+        hparams["epoch_counter"],
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["train_dataloader_options"],
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+    )
+    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
+    brain.metrics = None
+    if if_main_process():
+        brain.metrics = score_encoder(
+            student_encoder(brain),
+            brain.device,
+            data_folder=hparams["data_folder"],
+            verification_lists=hparams["verification_lists"],
+            prep_folder=hparams["prep_folder"],
+            output_folder=hparams["output_folder"],
+            backends=hparams["verification_backends"],
+            cohort_csv=hparams["train_annotation"],
+            cohort_per_speaker=hparams["cohort_utterances_per_speaker"],
+            asnorm_top_n=hparams["asnorm_top_n"],
+            batch_size=hparams["verification_batch_size"],
+            sample_rate=hparams["sample_rate"],
+            trial_audio_csvs=hparams["trial_audio_csvs"],
+            write_plots=hparams["write_plots"],
+        )
+    return brain
+
+
+def _backbone_cache(hparams, run_opts, wav_augment):
+    """The frozen backbone's cache of the segments, or None without
+    ``teacher_cache``."""
+    if not hparams.get("teacher_cache"):
+        return None
+    if wav_augment is not None:
+        raise ValueError(
+            "teacher_cache holds the backbone's outputs for crops without "
+            "augmentation: pass --wav_augment=null"
+        )
+    return open_teacher_cache(
+        hparams["teacher_cache"],
+        [hparams["train_annotation"], hparams["valid_annotation"]],
+        functools.partial(backbone_embedder, hparams),
+        run_opts.get("device", "cpu"),
+        views=hparams["teacher_cache_views"],
+        seed=hparams["teacher_cache_seed"],
+        precision=hparams["teacher_cache_precision"],
+        batch_size=hparams["teacher_cache_batch_size"],
+        crop_seconds=hparams["sentence_len"],
+        sample_rate=hparams["sample_rate"],
+        prepare_options_file=os.path.join(
+            hparams["prep_folder"], "prepare_options.json"
+        ),
+    )
+
+
 def main(argv):
     """Trains the teacher, exports it and reports its EER."""
-
-    def load_backbone(hparams, label_encoder):
-        pretrainer = hparams.get("backbone_pretrainer")
-        if pretrainer is not None:
-            run_on_main(pretrainer.collect_files)
-            load_collected(pretrainer, hparams.get("teacher_sha256"))
-
-    brain, hparams = run_training(
-        TeacherBrain,
-        argv,
-        load_backbone,
-        cache_embedder=backbone_embedder,
-        cached_only=True,
-    )
+    with training_run(argv) as (hparams, run_opts, hparams_file, overrides):
+        sb.create_experiment_directory(
+            experiment_directory=hparams["output_folder"],
+            hyperparams_to_save=hparams_file,
+            overrides=overrides,
+        )
+        brain = train_teacher(hparams, run_opts)
     if brain.metrics is None:  # not the main process
         return brain
-    card_metrics = {
-        f"{name} {backend} {metric}": round(value, 4)
-        for name, per_backend in brain.metrics.items()
-        for backend, values in per_backend.items()
-        for metric, value in values.items()
-    }
     export_model(
         hparams["embedding_model"],
         hparams["classifier"],
@@ -209,7 +370,7 @@ def main(argv):
                 "epochs": hparams["number_of_epochs"],
                 "freeze_backbone": hparams["freeze_backbone"],
             },
-            "metrics": card_metrics,
+            "metrics": card_metrics(brain.metrics),
         },
     )
     return brain

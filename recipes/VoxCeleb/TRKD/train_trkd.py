@@ -23,6 +23,7 @@ Authors
 
 import contextlib
 import csv
+import functools
 import json
 import logging
 import os
@@ -52,10 +53,12 @@ from speechbrain_trkd.teacher_cache import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_student import export_model, student_card  # noqa: E402
 from speaker_verification import (  # noqa: E402
     evaluate_verification,
     format_results_table,
     load_collected,
+    read_utterance_paths,
     trained_speaker_overlap,
     write_metrics,
 )
@@ -68,66 +71,43 @@ from voxceleb_prepare import (  # noqa: E402
 logger = logging.getLogger(__name__)
 
 
-def prepare_data(hparams):
-    """Runs the VoxCeleb preparation on the main process only.
-
-    Arguments
-    ---------
-    hparams : dict
-        The loaded hyperparameters (``data_folder``, ``prep_folder``,
-        ``verification_lists``, ``split_ratio``, ``seg_dur``, ``skip_prep``
-        and, optionally, ``train_folders``).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
-    >>> tmp = tempfile.mkdtemp()
-    >>> corpus = make_synthetic_corpus(
-    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
-    ...     sessions_per_speaker=2, utterances_per_session=2,
-    ...     duration=(1.0, 2.0))
-    >>> hparams = {
-    ...     "data_folder": corpus.folder,
-    ...     "prep_folder": os.path.join(tmp, "prep"),
-    ...     "verification_lists": [corpus.trial_file],
-    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
-    ... }
-    >>> prepare_data(hparams)
-    >>> sorted(os.listdir(hparams["prep_folder"]))
-    ['dev.csv', 'enrol.csv', 'prepare_options.json', 'test.csv', 'train.csv']
-    """
-    run_on_main(
-        prepare_voxceleb,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["prep_folder"],
-            "verification_lists": hparams["verification_lists"],
-            "split_ratio": hparams["split_ratio"],
-            "seg_dur": hparams["seg_dur"],
-            "skip_prep": hparams["skip_prep"],
-            "train_folders": hparams.get("train_folders"),
-            "sample_rate": hparams.get("sample_rate"),
-        },
-    )
-
-
-def dataio_prep(hparams, cache=None, with_audio=True):
+def dataio_prep(
+    train_csv,
+    valid_csv,
+    save_folder,
+    n_classes,
+    crop_seconds,
+    sample_rate,
+    random_chunk,
+    cache=None,
+    with_audio=True,
+):
     """Creates the training and validation datasets and the label encoder.
 
-    Training items are random crops of ``sentence_len`` seconds inside each
-    prepared segment (when ``random_chunk``); validation items are the whole
-    segments. With a teacher cache, a training item is instead one of the
-    cache's views of its segment, drawn at random each time, and carries
-    the teacher's embedding of it (``teacher_emb``); a validation item is
-    view 0. The student's label encoder is saved in ``save_folder``.
+    Training items are random crops of ``crop_seconds`` inside each segment
+    (when ``random_chunk``); validation items are the whole segments. With a
+    teacher cache, a training item is instead one of the cache's views of
+    its segment, drawn at random each time, and carries the teacher's
+    embedding of it (``teacher_emb``); a validation item is view 0. The
+    student's label encoder is saved in ``save_folder``.
 
     Arguments
     ---------
-    hparams : dict
-        The loaded hyperparameters.
+    train_csv, valid_csv : str
+        SpeechBrain CSVs of the segments (``ID``, ``wav``, ``start``,
+        ``stop``, ``spk_id``): the prepared ones, or any annotation.
+    save_folder : str
+        Where the label encoder is written.
+    n_classes : int
+        The student's classes, checked against the training speakers.
+    crop_seconds : float
+        Length of a random training crop.
+    sample_rate : int
+        The rate the recipe expects.
+    random_chunk : bool
+        Crop training segments at random.
     cache : speechbrain_trkd.teacher_cache.TeacherCache, optional
-        The teacher's cached outputs for the prepared segments.
+        The teacher's cached outputs for the segments.
     with_audio : bool
         False leaves the audio out of the items (``sig``): with a cache, a
         head trained on a frozen teacher backbone needs only ``teacher_emb``.
@@ -148,48 +128,42 @@ def dataio_prep(hparams, cache=None, with_audio=True):
     ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
     ...     sessions_per_speaker=2, utterances_per_session=2,
     ...     duration=(1.0, 2.0))
-    >>> hparams = {
-    ...     "data_folder": corpus.folder,
-    ...     "prep_folder": os.path.join(tmp, "prep"),
-    ...     "verification_lists": [corpus.trial_file],
-    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
-    ... }
-    >>> prepare_data(hparams)
-    >>> hparams.update(
-    ...     save_folder=os.path.join(tmp, "save"), sentence_len=0.5,
-    ...     sample_rate=16000, random_chunk=True, out_n_neurons=3)
-    >>> train_data, valid_data, label_encoder = dataio_prep(hparams)
+    >>> csvs = prepare_voxceleb(
+    ...     corpus.folder, os.path.join(tmp, "prep"), [corpus.trial_file],
+    ...     split_ratio=[50, 50], seg_dur=1.0)
+    >>> train_data, valid_data, label_encoder = dataio_prep(
+    ...     csvs["train"], csvs["dev"], os.path.join(tmp, "save"),
+    ...     n_classes=3, crop_seconds=0.5, sample_rate=16000,
+    ...     random_chunk=True)
     >>> item = train_data[0]
     >>> len(label_encoder), item["sig"].shape, item["spk_id_encoded"].shape
     (3, torch.Size([8000]), torch.Size([1]))
     """
     datasets = []
-    for split in ("train", "dev"):
-        csv_path = os.path.join(hparams["prep_folder"], f"{split}.csv")
+    for csv_path in (train_csv, valid_csv):
         with open(csv_path, encoding="utf-8") as csv_file:
             if sum(1 for _ in csv_file) < 2:
                 raise ValueError(
                     f"{csv_path} has no rows: the corpus is too small for "
-                    f"split_ratio={hparams['split_ratio']} and "
-                    f"seg_dur={hparams['seg_dur']}"
+                    "the preparation's split_ratio and seg_dur"
                 )
         datasets.append(DynamicItemDataset.from_csv(csv_path))
     train_data, valid_data = datasets
-    crop = int(hparams["sentence_len"] * hparams["sample_rate"])
+    crop = int(crop_seconds * sample_rate)
 
     def read_segment(wav, start, stop, random_crop):
         start, stop = int(start), int(stop)
         if random_crop and stop - start > crop:
             start = random.randint(start, stop - crop)
             stop = start + crop
-        return read_crop(wav, start, stop, hparams["sample_rate"])
+        return read_crop(wav, start, stop, sample_rate)
 
     if cache is None:
 
         @sb.utils.data_pipeline.takes("wav", "start", "stop")
         @sb.utils.data_pipeline.provides("sig")
         def train_audio(wav, start, stop):
-            return read_segment(wav, start, stop, hparams["random_chunk"])
+            return read_segment(wav, start, stop, random_chunk)
 
         @sb.utils.data_pipeline.takes("wav", "start", "stop")
         @sb.utils.data_pipeline.provides("sig")
@@ -197,7 +171,7 @@ def dataio_prep(hparams, cache=None, with_audio=True):
             return read_segment(wav, start, stop, False)
 
     else:
-        add_cached_views(train_data, valid_data, cache, hparams["sample_rate"])
+        add_cached_views(train_data, valid_data, cache, sample_rate)
         train_audio = valid_audio = None
 
     if cache is None:
@@ -213,9 +187,9 @@ def dataio_prep(hparams, cache=None, with_audio=True):
         yield label_encoder.encode_sequence_torch([spk_id])
 
     sb.dataio.dataset.add_dynamic_item(datasets, label_pipeline)
-    os.makedirs(hparams["save_folder"], exist_ok=True)
+    os.makedirs(save_folder, exist_ok=True)
     label_encoder.load_or_create(
-        path=os.path.join(hparams["save_folder"], "label_encoder.txt"),
+        path=os.path.join(save_folder, "label_encoder.txt"),
         from_didatasets=[train_data],
         output_key="spk_id",
     )
@@ -229,11 +203,10 @@ def dataio_prep(hparams, cache=None, with_audio=True):
     )
 
     n_speakers = len(label_encoder)
-    n_outputs = hparams["out_n_neurons"]
-    if n_speakers != n_outputs:
+    if n_speakers != n_classes:
         raise ValueError(
             f"The training data has {n_speakers} speakers but the student's "
-            f"classifier has out_n_neurons={n_outputs}: pass "
+            f"classifier has out_n_neurons={n_classes}: pass "
             f"--out_n_neurons={n_speakers}"
         )
     return train_data, valid_data, label_encoder
@@ -353,27 +326,104 @@ def add_cached_views(train_data, valid_data, cache, sample_rate):
         data.add_dynamic_item(view_teacher_emb)
 
 
-def cache_teacher_outputs(hparams, embedder, device):
-    """Builds, resumes or checks the teacher cache of the prepared segments.
-
-    Every segment of ``train.csv`` and ``dev.csv`` gets
-    ``teacher_cache_views`` crops of ``sentence_len`` seconds (drawn from
-    ``teacher_cache_seed``), embedded by the teacher under
-    ``teacher_cache_precision`` (``fp32`` or ``bf16`` autocast).
+def open_teacher_cache(folder, segment_csvs, embedder, device, **options):
+    """Builds, resumes or checks a teacher cache on the main process, then
+    opens it.
 
     Arguments
     ---------
-    hparams : dict
-        The loaded hyperparameters (``teacher_cache``,
-        ``teacher_cache_views``, ``teacher_cache_seed``,
-        ``teacher_cache_precision``, ``teacher_cache_batch_size``,
-        ``prep_folder``, ``sentence_len``, ``sample_rate``).
+    folder : str
+        The cache folder.
+    segment_csvs : list of str
+        The training and validation CSVs whose segments it holds.
     embedder : callable
-        ``embedder(hparams, device) -> (embed_fn, teacher_files, emb_dim)``:
-        the frozen embedding function, the files whose sha256 identify it,
-        and its embedding size.
+        ``embedder(device) -> (embed_fn, teacher_files, emb_dim)``, see
+        :func:`cache_teacher_outputs`.
     device : str
         Where the teacher runs.
+    **options
+        The keyword arguments of :func:`cache_teacher_outputs`.
+
+    Returns
+    -------
+    speechbrain_trkd.teacher_cache.TeacherCache
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=3,
+    ...     duration=(1.0, 2.0))
+    >>> csvs = prepare_voxceleb(
+    ...     corpus.folder, os.path.join(tmp, "prep"), [corpus.trial_file],
+    ...     split_ratio=[50, 50], seg_dur=1.0)
+    >>> weights = os.path.join(tmp, "teacher.ckpt")
+    >>> torch.save({}, weights)
+    >>> def embedder(device):
+    ...     return (lambda wavs, lens: wavs[:, None, :4]), [weights], 4
+    >>> cache = open_teacher_cache(
+    ...     os.path.join(tmp, "cache"), [csvs["train"], csvs["dev"]],
+    ...     embedder, "cpu", views=1, seed=1, precision="fp32",
+    ...     batch_size=4, crop_seconds=0.5, sample_rate=16000)
+    >>> cache.views, cache.manifest["emb_dim"]
+    (1, 4)
+    """
+    run_on_main(
+        cache_teacher_outputs,
+        args=[folder, segment_csvs, embedder, device],
+        kwargs=options,
+    )
+    return TeacherCache(folder)
+
+
+def cache_teacher_outputs(
+    folder,
+    segment_csvs,
+    embedder,
+    device,
+    *,
+    views,
+    seed,
+    precision,
+    batch_size,
+    crop_seconds,
+    sample_rate,
+    prepare_options_file=None,
+):
+    """Builds, resumes or checks the teacher cache of the given segments.
+
+    Every segment of ``segment_csvs`` gets ``views`` crops of
+    ``crop_seconds`` (drawn from ``seed``), embedded by the teacher under
+    ``precision`` (``fp32`` or ``bf16`` autocast).
+
+    Arguments
+    ---------
+    folder : str
+        The cache folder.
+    segment_csvs : list of str
+        SpeechBrain CSVs (``ID``, ``wav``, ``start``, ``stop``).
+    embedder : callable
+        ``embedder(device) -> (embed_fn, teacher_files, emb_dim)``: the
+        frozen embedding function, the files whose sha256 identify it, and
+        its embedding size.
+    device : str
+        Where the teacher runs.
+    views, seed : int
+        Crops per segment and the seed that draws them.
+    precision : str
+        ``fp32`` or ``bf16``.
+    batch_size : int
+        Crops per teacher batch.
+    crop_seconds : float
+        Length of a crop.
+    sample_rate : int
+        The rate the recipe expects.
+    prepare_options_file : str, optional
+        The data preparation's ``prepare_options.json``, part of the
+        cache's identity when it exists.
 
     Example
     -------
@@ -384,54 +434,47 @@ def cache_teacher_outputs(hparams, embedder, device):
     ...     os.path.join(tmp, "corpus"), n_train_speakers=2, n_dev_speakers=2,
     ...     sessions_per_speaker=2, utterances_per_session=2,
     ...     duration=(1.0, 2.0))
-    >>> hparams = {
-    ...     "data_folder": corpus.folder,
-    ...     "prep_folder": os.path.join(tmp, "prep"),
-    ...     "verification_lists": [corpus.trial_file],
-    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
-    ...     "teacher_cache": os.path.join(tmp, "cache"),
-    ...     "teacher_cache_views": 2, "teacher_cache_seed": 1,
-    ...     "teacher_cache_precision": "fp32", "teacher_cache_batch_size": 4,
-    ...     "sentence_len": 0.5, "sample_rate": 16000,
-    ... }
-    >>> prepare_data(hparams)
+    >>> csvs = prepare_voxceleb(
+    ...     corpus.folder, os.path.join(tmp, "prep"), [corpus.trial_file],
+    ...     split_ratio=[50, 50], seg_dur=1.0)
     >>> weights = os.path.join(tmp, "teacher.ckpt")
     >>> torch.save({}, weights)
-    >>> def embedder(hparams, device):
+    >>> def embedder(device):
     ...     embed = lambda wavs, lens: wavs[:, None, :8]
     ...     return embed, [weights], 8
-    >>> cache_teacher_outputs(hparams, embedder, "cpu")
-    >>> cache = TeacherCache(hparams["teacher_cache"])
+    >>> cache_teacher_outputs(
+    ...     os.path.join(tmp, "cache"), [csvs["train"], csvs["dev"]],
+    ...     embedder, "cpu", views=2, seed=1, precision="fp32",
+    ...     batch_size=4, crop_seconds=0.5, sample_rate=16000)
+    >>> cache = TeacherCache(os.path.join(tmp, "cache"))
     >>> cache.views, cache.manifest["emb_dim"]
     (2, 8)
     """
-    precision = hparams["teacher_cache_precision"]
     if precision not in ("fp32", "bf16"):
         raise ValueError(
             f"teacher_cache_precision must be fp32 or bf16, got {precision!r}"
         )
-    prep = hparams["prep_folder"]
-    with open(
-        os.path.join(prep, "prepare_options.json"), encoding="utf-8"
-    ) as fin:
-        prepare_options = json.load(fin)
+    prepare_options = {}
+    if prepare_options_file and os.path.isfile(prepare_options_file):
+        with open(prepare_options_file, encoding="utf-8") as fin:
+            prepare_options = json.load(fin)
     # The corpus fingerprint re-runs the preparation when files come or go;
     # the cache then sees other segments (segments_sha256) and is refused.
     prepare_options.pop("corpus", None)
     segments = []
-    for split in ("train", "dev"):
-        with open(os.path.join(prep, f"{split}.csv"), encoding="utf-8") as fin:
+    for csv_path in segment_csvs:
+        with open(csv_path, encoding="utf-8") as fin:
             segments += [dict(row, id=row["ID"]) for row in csv.DictReader(fin)]
-    embed_fn, teacher_files, emb_dim = embedder(hparams, device)
+    embed_fn, teacher_files, emb_dim = embedder(device)
     options = {
         "teacher_sha256": {
             os.path.basename(path): file_sha256(path) for path in teacher_files
         },
         "prepare_options": prepare_options,
-        "views": int(hparams["teacher_cache_views"]),
-        "seed": int(hparams["teacher_cache_seed"]),
-        "crop_seconds": float(hparams["sentence_len"]),
-        "sample_rate": int(hparams["sample_rate"]),
+        "views": int(views),
+        "seed": int(seed),
+        "crop_seconds": float(crop_seconds),
+        "sample_rate": int(sample_rate),
         "precision": precision,
     }
 
@@ -445,15 +488,15 @@ def cache_teacher_outputs(hparams, embedder, device):
     )
     with autocast:
         build_teacher_cache(
-            hparams["teacher_cache"],
+            folder,
             segments,
             embed_on_device,
             lambda segment, start, stop: read_crop(
-                segment["wav"], start, stop, hparams["sample_rate"]
+                segment["wav"], start, stop, sample_rate
             ),
             options,
             emb_dim,
-            batch_size=hparams["teacher_cache_batch_size"],
+            batch_size=batch_size,
         )
 
 
@@ -463,7 +506,8 @@ def teacher_embedder(hparams, device):
     Arguments
     ---------
     hparams : dict
-        The loaded hyperparameters (``teacher_pretrainer``, ``teacher``).
+        The loaded hyperparameters (``pretrainer``, ``teacher_sha256``,
+        ``teacher``).
     device : str
         Where the teacher runs.
 
@@ -481,11 +525,11 @@ def teacher_embedder(hparams, device):
     >>> teacher_embedder({}, "cpu")
     Traceback (most recent call last):
     ...
-    KeyError: 'teacher_pretrainer'
+    KeyError: 'pretrainer'
     """
-    pretrainer = hparams["teacher_pretrainer"]
+    pretrainer = hparams["pretrainer"]
     pretrainer.collect_files()
-    load_collected(pretrainer, hparams.get("teacher_sha256"))
+    load_collected(pretrainer, hparams["teacher_sha256"])
     teacher = hparams["teacher"].to(device)
     files = [
         os.path.join(pretrainer.collect_in, f"{name}.ckpt")
@@ -494,66 +538,72 @@ def teacher_embedder(hparams, device):
     return teacher.embed, files, teacher.classifier.weight.shape[1]
 
 
-def build_wav_augment(hparams):
+def build_wav_augment(
+    make_augmenter,
+    noise_csv=None,
+    rir_csv=None,
+    add_noise=None,
+    add_reverb=None,
+):
     """Builds the waveform augmenter, adding noise and reverberation only
     when their local CSV files are given (nothing is ever downloaded).
 
     Arguments
     ---------
-    hparams : dict
-        The loaded hyperparameters: ``wav_augment`` (an ``Augmenter``
-        factory holding the always-on augmentations), ``noise_csv`` /
-        ``rir_csv`` (paths or null), ``add_noise`` / ``add_reverb``
-        (factories taking ``csv_file``).
+    make_augmenter : callable or None
+        An ``Augmenter`` factory holding the always-on augmentations
+        (hparam ``wav_augment``); None: no augmentation.
+    noise_csv, rir_csv : str, optional
+        Local SpeechBrain CSVs (column ``wav``) of noises and room impulse
+        responses; None leaves that augmentation out.
+    add_noise, add_reverb : callable, optional
+        Factories taking ``csv_file`` (``AddNoise`` / ``AddReverb``).
 
     Returns
     -------
     speechbrain.augment.augmenter.Augmenter or None
-        None when the hparams define no ``wav_augment``.
+        None without ``make_augmenter``.
 
     Example
     -------
     >>> from functools import partial
     >>> from speechbrain.augment.augmenter import Augmenter
     >>> from speechbrain.augment.time_domain import DropChunk
-    >>> hparams = {
-    ...     "wav_augment": partial(Augmenter, augmentations=[DropChunk()]),
-    ...     "noise_csv": None,
-    ...     "rir_csv": None,
-    ... }
-    >>> list(build_wav_augment(hparams).augmentations)
+    >>> make = partial(Augmenter, augmentations=[DropChunk()])
+    >>> list(build_wav_augment(make).augmentations)
     ['DropChunk0']
-    >>> hparams["noise_csv"] = "missing_noise.csv"
-    >>> build_wav_augment(hparams)
+    >>> build_wav_augment(make, noise_csv="missing_noise.csv")
     Traceback (most recent call last):
     ...
     FileNotFoundError: noise_csv=missing_noise.csv does not exist: ...
     """
-    make_augmenter = hparams.get("wav_augment")
     if make_augmenter is None:
         return None
     augmentations = list(make_augmenter.keywords.get("augmentations", []))
-    for csv_key, factory_key in (
-        ("noise_csv", "add_noise"),
-        ("rir_csv", "add_reverb"),
-    ):
-        csv_file = hparams.get(csv_key)
-        if not csv_file:
-            continue
-        if not os.path.isfile(csv_file):
-            raise FileNotFoundError(
-                f"{csv_key}={csv_file} does not exist: give a local CSV "
-                f"or set {csv_key}: null to train without it"
-            )
-        augmentations.append(hparams[factory_key](csv_file=csv_file))
+    if noise_csv:
+        _check_local_csv("noise_csv", noise_csv)
+        augmentations.append(add_noise(csv_file=noise_csv))
+    if rir_csv:
+        _check_local_csv("rir_csv", rir_csv)
+        augmentations.append(add_reverb(csv_file=rir_csv))
     return make_augmenter(augmentations=augmentations)
+
+
+def _check_local_csv(key, csv_file):
+    """Raises unless the augmentation CSV ``csv_file`` (hparam ``key``)
+    exists."""
+    if not os.path.isfile(csv_file):
+        raise FileNotFoundError(
+            f"{key}={csv_file} does not exist: give a local CSV "
+            f"or set {key}: null to train without it"
+        )
 
 
 def load_teacher(hparams, label_encoder):
     """Collects the teacher's files, loads them and aligns its classes.
 
     The teacher's files (from the Hub id or local folder ``teacher_source``)
-    are collected in ``teacher_folder`` by the hparams' ``Pretrainer``. Its
+    are collected in ``teacher_folder`` by the hparams' ``pretrainer``. Its
     outputs are then sliced to the student's speakers through the two label
     encoders.
 
@@ -576,7 +626,7 @@ def load_teacher(hparams, label_encoder):
     """
     if hparams["kd_method"] == "none":
         return None
-    pretrainer = hparams["teacher_pretrainer"]
+    pretrainer = hparams["pretrainer"]
     run_on_main(pretrainer.collect_files)
     # The Pretrainer collects every file as <loadable name>.ckpt.
     encoder_file = os.path.realpath(
@@ -594,7 +644,7 @@ def load_teacher(hparams, label_encoder):
             f"teacher_n_classes={hparams['teacher_n_classes']}: pass "
             f"--teacher_n_classes={len(teacher_encoder)}"
         )
-    load_collected(pretrainer, hparams.get("teacher_sha256"))
+    load_collected(pretrainer, hparams["teacher_sha256"])
     try:
         index = class_index_map(teacher_encoder, label_encoder)
     except ValueError as error:
@@ -648,25 +698,61 @@ def student_encoder(brain):
     return encode
 
 
-def score_encoder(encode_fn, hparams, device):
+def score_encoder(
+    encode_fn,
+    device,
+    *,
+    data_folder,
+    verification_lists,
+    prep_folder,
+    output_folder,
+    backends,
+    cohort_csv,
+    cohort_per_speaker,
+    asnorm_top_n,
+    batch_size,
+    sample_rate,
+    trial_audio_csvs=(),
+    teacher_folder=None,
+    write_plots=False,
+):
     """Scores an encoder on the verification lists and saves the metrics.
 
-    Trial paths are resolved against the first data folder; the AS-norm
-    cohort and the PLDA training set come from the prepared ``train.csv``.
-    Metrics go to ``<output_folder>/metrics.json`` / ``.csv``, score
-    files to ``<output_folder>/scores`` and, with ``write_plots``, the DET
-    and score-histogram PNGs beside the metrics.
+    Trial paths are resolved against the first data folder (or through
+    ``trial_audio_csvs``); the AS-norm cohort and the PLDA training set
+    come from ``cohort_csv``. Metrics go to ``<output_folder>/metrics.json``
+    / ``.csv``, score files to ``<output_folder>/scores`` and, with
+    ``write_plots``, the DET and score-histogram PNGs beside the metrics.
 
     Arguments
     ---------
     encode_fn : callable
         ``encode_fn(wavs, wav_lens) -> embeddings``.
-    hparams : dict
-        The loaded hyperparameters (``verification_lists``,
-        ``verification_backends``, ``asnorm_top_n``,
-        ``cohort_utterances_per_speaker``, ``verification_batch_size``).
     device : str or torch.device
         Where the encoder runs.
+    data_folder : str or list
+        The corpus root(s).
+    verification_lists : list
+        Trial lists (paths or URLs), fetched into ``prep_folder``.
+    prep_folder : str
+        Where the lists are kept.
+    output_folder : str
+        Where metrics and scores are written.
+    backends : list of str
+        ``cosine``, ``asnorm``, ``plda``.
+    cohort_csv : str
+        Training CSV of the cohort / PLDA utterances.
+    cohort_per_speaker, asnorm_top_n, batch_size : int
+        See ``evaluate_verification``.
+    sample_rate : int
+        The rate the encoder expects.
+    trial_audio_csvs : list of str
+        CSVs (``ID``, ``wav``) of trial utterances named by ID.
+    teacher_folder : str, optional
+        A collected teacher whose training speakers the lists should not
+        hold (warned about).
+    write_plots : bool
+        Whether to draw the DET and score-histogram PNGs (with matplotlib).
 
     Returns
     -------
@@ -682,51 +768,48 @@ def score_encoder(encode_fn, hparams, device):
     ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
     ...     sessions_per_speaker=2, utterances_per_session=2,
     ...     duration=(1.0, 2.0))
-    >>> hparams = {
-    ...     "data_folder": corpus.folder,
-    ...     "prep_folder": os.path.join(tmp, "prep"),
-    ...     "verification_lists": [corpus.trial_file],
-    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
-    ... }
-    >>> prepare_data(hparams)
-    >>> hparams.update(
-    ...     output_folder=os.path.join(tmp, "run"), sample_rate=16000,
-    ...     verification_backends=["cosine", "asnorm"], asnorm_top_n=2,
-    ...     cohort_utterances_per_speaker=2, verification_batch_size=4)
+    >>> prep = os.path.join(tmp, "prep")
+    >>> csvs = prepare_voxceleb(
+    ...     corpus.folder, prep, [corpus.trial_file], split_ratio=[50, 50],
+    ...     seg_dur=1.0)
     >>> def encode(wavs, wav_lens):  # two crude spectral statistics
     ...     spectrum = torch.fft.rfft(wavs).abs()
     ...     return torch.stack([spectrum[:, :400].mean(1),
     ...                         spectrum[:, 400:].mean(1)], dim=1)
-    >>> metrics = score_encoder(encode, hparams, "cpu")
+    >>> metrics = score_encoder(
+    ...     encode, "cpu", data_folder=corpus.folder,
+    ...     verification_lists=[corpus.trial_file], prep_folder=prep,
+    ...     output_folder=os.path.join(tmp, "run"),
+    ...     backends=["cosine", "asnorm"], cohort_csv=csvs["train"],
+    ...     cohort_per_speaker=2, asnorm_top_n=2, batch_size=4,
+    ...     sample_rate=16000)
     >>> sorted(metrics["O"]), sorted(metrics["O"]["cosine"])
     (['asnorm', 'cosine'], ['eer', 'min_dcf_0.01', 'min_dcf_0.05'])
     """
-    prep = hparams["prep_folder"]
     lists = [
-        fetch_verification_list(src, prep)
-        for src in as_path_list(hparams["verification_lists"])
+        fetch_verification_list(src, prep_folder)
+        for src in as_path_list(verification_lists)
     ]
     metrics = evaluate_verification(
         encode_fn,
-        data_folder=as_path_list(hparams["data_folder"])[0],
+        data_folder=as_path_list(data_folder)[0],
         trial_lists=lists,
-        output_folder=hparams["output_folder"],
-        backends=hparams["verification_backends"],
-        train_csv=os.path.join(prep, "train.csv"),
-        cohort_utts_per_speaker=hparams["cohort_utterances_per_speaker"],
-        asnorm_top_n=hparams["asnorm_top_n"],
-        batch_size=hparams["verification_batch_size"],
+        output_folder=output_folder,
+        backends=backends,
+        train_csv=cohort_csv,
+        cohort_utts_per_speaker=cohort_per_speaker,
+        asnorm_top_n=asnorm_top_n,
+        batch_size=batch_size,
         device=device,
-        sample_rate=hparams["sample_rate"],
+        sample_rate=sample_rate,
+        utterance_paths=read_utterance_paths(trial_audio_csvs),
     )
-    write_metrics(metrics, hparams["output_folder"])
-    if hparams.get("write_plots"):
-        write_verification_plots(metrics, hparams["output_folder"])
-    teacher_encoder = os.path.join(
-        hparams.get("teacher_folder", ""), "label_encoder.ckpt"
-    )
+    write_metrics(metrics, output_folder)
+    if write_plots:
+        write_verification_plots(metrics, output_folder)
     overlap = {}
-    if hparams.get("teacher_folder") and os.path.isfile(teacher_encoder):
+    teacher_encoder = os.path.join(teacher_folder or "", "label_encoder.ckpt")
+    if teacher_folder and os.path.isfile(teacher_encoder):
         overlap = trained_speaker_overlap(lists, teacher_encoder)
     logger.info(
         "Verification results:\n%s", format_results_table(metrics, overlap)
@@ -734,69 +817,43 @@ def score_encoder(encode_fn, hparams, device):
     return metrics
 
 
-def run_training(
-    brain_class, argv, before_fit, cache_embedder=None, cached_only=False
-):
-    """The run every training script of the recipe shares.
+@contextlib.contextmanager
+def training_run(argv):
+    """Opens a training run of the recipe: hparams, run options, lock.
 
     Parses the command line, loads the hparams, takes the output folder's
-    lock (one run per folder, see ``RunLock``), refuses a folder trained
-    with other settings (``check_same_run``), prepares the data on the
-    main process, builds or checks the teacher cache there when
-    ``teacher_cache`` is set, builds the datasets (from the cache's views
-    then) and the augmenter, lets ``before_fit``
-    load what the script needs (a teacher, a pretrained backbone), trains
-    (resuming from the last checkpoint), recovers the checkpoint of lowest
-    validation error and scores it on the main process (``brain.metrics``).
+    lock (one run per folder, see ``RunLock``) and refuses a folder trained
+    with other settings (``check_same_run``); the run happens inside the
+    ``with`` block, which first creates the experiment directory (from the
+    script, so that SpeechBrain saves a copy of that script).
 
     Arguments
     ---------
-    brain_class : type
-        A ``DistillationBrain`` (sub)class.
     argv : list of str
         ``[hparams_file, --key=value ...]``, SpeechBrain style.
-    before_fit : callable
-        ``before_fit(hparams, label_encoder)``, called once the data exist.
-    cache_embedder : callable, optional
-        ``cache_embedder(hparams, device)``, the embedder of
-        ``cache_teacher_outputs``; needed when ``teacher_cache`` is set.
-    cached_only : bool
-        With a teacher cache, leave the audio out of the items (the run
-        needs only the cached embeddings).
 
-    Returns
-    -------
-    brain : DistillationBrain
-        The trained brain; ``brain.metrics`` holds the verification
-        metrics on the main process (None elsewhere).
+    Yields
+    ------
     hparams : dict
         The loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain's run options.
+    hparams_file : str
+        The hparams file, for ``sb.create_experiment_directory``.
+    overrides : str
+        The command-line overrides, likewise.
 
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
     >>> tmp = tempfile.mkdtemp()
-    >>> corpus = make_synthetic_corpus(
-    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
-    ...     sessions_per_speaker=2, utterances_per_session=3,
-    ...     duration=(1.0, 2.0))
     >>> hparams_file = os.path.join(
     ...     os.path.dirname(__file__), "hparams", "ecapa_to_small.yaml")
-    >>> import contextlib, io
-    >>> with contextlib.redirect_stdout(io.StringIO()):  # SpeechBrain's log
-    ...     brain, hparams = run_training(DistillationBrain, [
-    ...         hparams_file, f"--data_folder={corpus.folder}",
-    ...         f"--output_folder={tmp}/run", f"--prep_folder={tmp}/prep",
-    ...         f"--verification_lists=[{corpus.trial_file}]",
-    ...         "--split_ratio=[50, 50]", "--seg_dur=1.0",
-    ...         "--sentence_len=1.0", "--out_n_neurons=3", "--kd_method=none",
-    ...         "--student_channels=8", "--batch_size=4", "--num_workers=0",
-    ...         "--number_of_epochs=1", "--verification_backends=[cosine]",
-    ...         "--noprogressbar",
-    ...     ], before_fit=lambda hparams, label_encoder: None)
-    >>> sorted(brain.metrics["O"]["cosine"])
-    ['eer', 'min_dcf_0.01', 'min_dcf_0.05']
+    >>> argv = [hparams_file, f"--data_folder={tmp}",
+    ...         f"--output_folder={tmp}/run"]
+    >>> with training_run(argv) as (hparams, run_opts, _, overrides):
+    ...     hparams["kd_method"], sorted(os.listdir(f"{tmp}/run"))
+    ('trkd', ['run.lock', 'save'])
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     # Pretrained weights drive CPU activations into denormal floats, which
@@ -821,63 +878,130 @@ def run_training(
     with lock:
         if if_main_process():
             check_same_run(hparams["output_folder"], hparams_file, overrides)
-        sb.create_experiment_directory(
-            experiment_directory=hparams["output_folder"],
-            hyperparams_to_save=hparams_file,
-            overrides=overrides,
-        )
-        brain = _train_and_score(
-            brain_class,
-            hparams,
-            run_opts,
-            before_fit,
-            cache_embedder,
-            cached_only,
-        )
-    return brain, hparams
+        yield hparams, run_opts, hparams_file, overrides
 
 
-def _train_and_score(
-    brain_class, hparams, run_opts, before_fit, cache_embedder, cached_only
-):
-    """The data, the teacher cache, training and scoring of
-    :func:`run_training` (see there for the arguments).
+def prepare_data(hparams):
+    """Runs the VoxCeleb preparation on the main process (nothing with
+    ``skip_prep``, e.g. for given ``train_annotation`` / ``valid_annotation``
+    files).
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=3,
+    ...     duration=(1.0, 2.0))
+    >>> hparams = {
+    ...     "data_folder": corpus.folder,
+    ...     "prep_folder": os.path.join(tmp, "prep"),
+    ...     "verification_lists": [corpus.trial_file],
+    ...     "split_ratio": [50, 50], "seg_dur": 1.0, "skip_prep": False,
+    ...     "train_folders": None, "sample_rate": 16000,
+    ... }
+    >>> prepare_data(hparams)
+    >>> sorted(os.listdir(hparams["prep_folder"]))
+    ['dev.csv', 'enrol.csv', 'prepare_options.json', 'test.csv', 'train.csv']
+    """
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["prep_folder"],
+            "verification_lists": hparams["verification_lists"],
+            "split_ratio": hparams["split_ratio"],
+            "seg_dur": hparams["seg_dur"],
+            "skip_prep": hparams["skip_prep"],
+            "train_folders": hparams["train_folders"],
+            "sample_rate": hparams["sample_rate"],
+        },
+    )
+
+
+def distil(hparams, run_opts):
+    """Builds the data, the teacher (or its cache) and the brain, then
+    trains the student and scores its best checkpoint.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain's run options.
 
     Returns
     -------
     DistillationBrain
-        Trained, its best checkpoint loaded; ``metrics`` set on the main
-        process.
+        Trained, its best checkpoint loaded; ``metrics`` holds the
+        verification metrics on the main process (None elsewhere).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=3,
+    ...     duration=(1.0, 2.0))
+    >>> hparams_file = os.path.join(
+    ...     os.path.dirname(__file__), "hparams", "ecapa_to_small.yaml")
+    >>> argv = [
+    ...     hparams_file, f"--data_folder={corpus.folder}",
+    ...     f"--output_folder={tmp}/run", f"--prep_folder={tmp}/prep",
+    ...     f"--verification_lists=[{corpus.trial_file}]",
+    ...     "--split_ratio=[50, 50]", "--seg_dur=1.0", "--sentence_len=1.0",
+    ...     "--out_n_neurons=3", "--kd_method=none", "--student_channels=8",
+    ...     "--batch_size=4", "--num_workers=0", "--number_of_epochs=1",
+    ...     "--verification_backends=[cosine]", "--noprogressbar"]
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # SpeechBrain's log
+    ...     with training_run(argv) as (hparams, run_opts, _, _):
+    ...         brain = distil(hparams, run_opts)
+    >>> sorted(brain.metrics["O"]["cosine"])
+    ['eer', 'min_dcf_0.01', 'min_dcf_0.05']
     """
     prepare_data(hparams)
-    cache = None
-    if hparams.get("teacher_cache"):
-        if hparams.get("wav_augment") is not None:
-            raise ValueError(
-                "teacher_cache holds the teacher's outputs for crops without "
-                "augmentation, so the student must see them as they are: "
-                "pass --wav_augment=null"
-            )
-        run_on_main(
-            cache_teacher_outputs,
-            args=[hparams, cache_embedder, run_opts.get("device", "cpu")],
-        )
-        cache = TeacherCache(hparams["teacher_cache"])
-    train_data, valid_data, label_encoder = dataio_prep(
-        hparams, cache, with_audio=cache is None or not cached_only
+    wav_augment = build_wav_augment(
+        hparams["wav_augment"],
+        noise_csv=hparams["noise_csv"],
+        rir_csv=hparams["rir_csv"],
+        add_noise=hparams["add_noise"],
+        add_reverb=hparams["add_reverb"],
     )
-    hparams["wav_augment"] = build_wav_augment(hparams)
-    before_fit(hparams, label_encoder)
-
-    brain = brain_class(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
+    cache = None
+    if hparams["teacher_cache"]:
+        _refuse_augmented_cache(wav_augment)
+        cache = open_teacher_cache(
+            hparams["teacher_cache"],
+            [hparams["train_annotation"], hparams["valid_annotation"]],
+            functools.partial(teacher_embedder, hparams),
+            run_opts.get("device", "cpu"),
+            **teacher_cache_options(hparams),
+        )
+    train_data, valid_data, label_encoder = dataio_prep(
+        hparams["train_annotation"],
+        hparams["valid_annotation"],
+        hparams["save_folder"],
+        n_classes=hparams["out_n_neurons"],
+        crop_seconds=hparams["sentence_len"],
+        sample_rate=hparams["sample_rate"],
+        random_chunk=hparams["random_chunk"],
+        cache=cache,
+    )
+    brain = distillation_brain(
+        hparams, run_opts, load_teacher(hparams, label_encoder), wav_augment
     )
     brain.fit(
-        brain.hparams.epoch_counter,
+        hparams["epoch_counter"],
         train_data,
         valid_data,
         train_loader_kwargs=hparams["train_dataloader_options"],
@@ -887,27 +1011,169 @@ def _train_and_score(
     brain.metrics = None
     if if_main_process():
         brain.metrics = score_encoder(
-            student_encoder(brain), hparams, brain.device
+            student_encoder(brain),
+            brain.device,
+            data_folder=hparams["data_folder"],
+            verification_lists=hparams["verification_lists"],
+            prep_folder=hparams["prep_folder"],
+            output_folder=hparams["output_folder"],
+            backends=hparams["verification_backends"],
+            cohort_csv=hparams["train_annotation"],
+            cohort_per_speaker=hparams["cohort_utterances_per_speaker"],
+            asnorm_top_n=hparams["asnorm_top_n"],
+            batch_size=hparams["verification_batch_size"],
+            sample_rate=hparams["sample_rate"],
+            trial_audio_csvs=hparams["trial_audio_csvs"],
+            teacher_folder=hparams["teacher_folder"],
+            write_plots=hparams["write_plots"],
         )
-        if hparams.get("write_plots"):
+        if hparams["write_plots"]:
             uses_tau = getattr(hparams["kd_loss"], "uses_tau", False)
             write_training_plots(
                 hparams["train_log"],
                 hparams["output_folder"],
-                hparams.get("tau_schedule") if uses_tau else None,
+                hparams["tau_schedule"] if uses_tau else None,
             )
     return brain
 
 
-def main(argv):
-    """Prepares the data, distils the student and scores it."""
+def teacher_cache_options(hparams):
+    """The keyword arguments of :func:`cache_teacher_outputs` in hparams.
 
-    def attach_teacher(hparams, label_encoder):
-        hparams["teacher"] = load_teacher(hparams, label_encoder)
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
 
-    brain, _ = run_training(
-        DistillationBrain, argv, attach_teacher, cache_embedder=teacher_embedder
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> options = teacher_cache_options({
+    ...     "teacher_cache_views": 2, "teacher_cache_seed": 1,
+    ...     "teacher_cache_precision": "fp32", "teacher_cache_batch_size": 8,
+    ...     "sentence_len": 3.0, "sample_rate": 16000, "prep_folder": "prep"})
+    >>> options["views"], options["prepare_options_file"]
+    (2, 'prep/prepare_options.json')
+    """
+    return {
+        "views": hparams["teacher_cache_views"],
+        "seed": hparams["teacher_cache_seed"],
+        "precision": hparams["teacher_cache_precision"],
+        "batch_size": hparams["teacher_cache_batch_size"],
+        "crop_seconds": hparams["sentence_len"],
+        "sample_rate": hparams["sample_rate"],
+        "prepare_options_file": os.path.join(
+            hparams["prep_folder"], "prepare_options.json"
+        ),
+    }
+
+
+def distillation_brain(hparams, run_opts, teacher, wav_augment, **kwargs):
+    """The student's brain, every collaborator named from the hparams.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain's run options.
+    teacher : speechbrain_trkd.teacher.FrozenTeacher or None
+        Aligned to the student's classes (see :func:`load_teacher`).
+    wav_augment : Augmenter or None
+        See :func:`build_wav_augment`.
+    **kwargs
+        Replace arguments of the brain (e.g. ``brain_class``,
+        ``checkpointer=None``).
+
+    Returns
+    -------
+    DistillationBrain
+
+    Example
+    -------
+    >>> import tempfile
+    >>> tmp = tempfile.mkdtemp()
+    >>> hparams_file = os.path.join(
+    ...     os.path.dirname(__file__), "hparams", "ecapa_to_small.yaml")
+    >>> with open(hparams_file, encoding="utf-8") as fin:
+    ...     hparams = load_hyperpyyaml(fin, {
+    ...         "data_folder": tmp, "output_folder": tmp, "kd_method": "none",
+    ...         "student_channels": 8, "teacher_channels": 8,
+    ...         "out_n_neurons": 3})
+    >>> brain = distillation_brain(hparams, {"device": "cpu"}, None, None)
+    >>> brain.kd_loss is hparams["kd_loss"], brain.kd_scale
+    (True, 30.0)
+    """
+    arguments = dict(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        teacher=teacher,
+        kd_loss=hparams["kd_loss"],
+        compute_cost=hparams["compute_cost"],
+        kd_weight=hparams["kd_weight"],
+        kd_warmup_epochs=hparams["kd_warmup_epochs"],
+        kd_scale=hparams["kd_scale"],
+        kd_margin=hparams["kd_margin"],
+        tau_schedule=hparams["tau_schedule"],
+        wav_augment=wav_augment,
+        lr_annealing=hparams["lr_annealing"],
+        lr_step_schedule=hparams.get("lr_step_schedule"),
+        lr_warmup_epochs=hparams.get("lr_warmup_epochs", 0.0),
+        train_logger=hparams["train_logger"],
     )
+    brain_class = kwargs.pop("brain_class", DistillationBrain)
+    arguments.update(kwargs)
+    return brain_class(**arguments)
+
+
+def _refuse_augmented_cache(wav_augment):
+    """A teacher cache holds the teacher's outputs for crops without
+    augmentation: the student must see them as they are."""
+    if wav_augment is not None:
+        raise ValueError(
+            "teacher_cache holds the teacher's outputs for crops without "
+            "augmentation, so the student must see them as they are: "
+            "pass --wav_augment=null"
+        )
+
+
+def main(argv):
+    """Prepares the data, distils the student, scores it and exports it
+    (``export_folder``, a pretrained-model folder) from the main process.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``[hparams_file, --key=value ...]``.
+
+    Returns
+    -------
+    DistillationBrain
+        The trained student's brain (``metrics`` on the main process).
+    """
+    with training_run(argv) as (hparams, run_opts, hparams_file, overrides):
+        sb.create_experiment_directory(
+            experiment_directory=hparams["output_folder"],
+            hyperparams_to_save=hparams_file,
+            overrides=overrides,
+        )
+        brain = distil(hparams, run_opts)
+    if brain.metrics is not None:  # the main process
+        export_model(
+            hparams["embedding_model"],
+            hparams["classifier"],
+            os.path.join(hparams["save_folder"], "label_encoder.txt"),
+            hparams["inference_hparams"],
+            hparams["inference_overrides"],
+            hparams["export_folder"],
+            student_card(hparams, brain.metrics),
+        )
     return brain
 
 
