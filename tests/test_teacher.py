@@ -3,6 +3,8 @@
 import pathlib
 import re
 import shutil
+import sys
+import types
 
 import pytest
 import torch
@@ -14,7 +16,12 @@ from speechbrain.processing.features import InputNormalization
 
 from speechbrain_trkd.teacher import FrozenTeacher, class_index_map
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RECIPE_DIR = REPO / "recipes" / "VoxCeleb" / "TRKD"
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(RECIPE_DIR))
+from speaker_verification import collect_pinned  # noqa: E402
+
 HUB_TEACHER = SHARED / "models" / "spkrec-ecapa-voxceleb"
 
 
@@ -232,3 +239,85 @@ def test_teacher_pins_and_damaged_files_are_named(recipe_runner, tmp_path):
         recipe_runner.run(row, name="damaged")
     log = (recipe_runner.root / "damaged" / "log.txt").read_text()
     assert f"{damaged}/label_encoder.txt is damaged" in log
+
+
+def fake_hub(monkeypatch, served, calls):
+    """Serves ``served/<file>`` for any Hub download, recording its
+    arguments (no network)."""
+    import huggingface_hub
+
+    def download(repo_id, filename, revision=None, **kwargs):
+        calls.append((repo_id, filename, revision))
+        return str(served / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+
+
+def load_recipe_hparams(name, tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+
+    hparams_file = RECIPE_DIR / "hparams" / f"{name}.yaml"
+    overrides = {
+        "data_folder": str(tmp_path),
+        "output_folder": str(tmp_path / "run"),
+        "noise_csv": None,
+        "rir_csv": None,
+    }
+    with open(hparams_file, encoding="utf-8") as fin:
+        text = fin.read()
+    names = [key for key in overrides if f"\n{key}:" in "\n" + text]
+    return load_hyperpyyaml(text, {k: overrides[k] for k in names})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ecapa_to_small",
+        "ecapa_to_small_paper",
+        "ecapa_to_resnet",
+        "finetune_teacher",
+    ],
+)
+def test_the_hub_teacher_is_fetched_at_the_pinned_revision(
+    name, tmp_path, monkeypatch
+):
+    hparams = load_recipe_hparams(name, tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", hparams["teacher_revision"])
+    served = tmp_path / "served"
+    served.mkdir()
+    pretrainer = hparams["pretrainer"]
+    for name, path in pretrainer.paths.items():
+        loadable = pretrainer.loadables[name]
+        if isinstance(loadable, CategoricalEncoder):
+            loadable.update_from_iterable(["a"])
+            loadable.save(served / pathlib.Path(path).name)
+        else:
+            torch.save(loadable.state_dict(), served / pathlib.Path(path).name)
+    files = {pathlib.Path(path).name for path in pretrainer.paths.values()}
+    calls = []
+    fake_hub(monkeypatch, served, calls)
+    collect_pinned(pretrainer, hparams["teacher_revision"])
+    assert {(repo, revision) for repo, _, revision in calls} == {
+        (hparams["teacher_source"], hparams["teacher_revision"])
+    }
+    assert {filename for _, filename, _ in calls} == files
+
+
+def test_a_revision_the_hub_lacks_is_named(tmp_path, monkeypatch):
+    import huggingface_hub
+    from speechbrain.utils.parameter_transfer import Pretrainer
+
+    def missing(repo_id, filename, revision=None, **kwargs):
+        response = types.SimpleNamespace(headers={}, request=None)
+        raise huggingface_hub.errors.RevisionNotFoundError(
+            f"no {revision}", response=response
+        )
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
+    pretrainer = Pretrainer(
+        collect_in=tmp_path,
+        loadables={"layer": torch.nn.Linear(2, 2)},
+        paths={"layer": "owner/model/layer.ckpt"},
+    )
+    with pytest.raises(ValueError, match="no revision 0123abc for owner/model"):
+        collect_pinned(pretrainer, "0123abc")

@@ -39,13 +39,15 @@ import os
 import sys
 import time
 
+import huggingface_hub
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio import audio_io
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.processing.features import InputNormalization
-from speechbrain.utils.distributed import infer_device
+from speechbrain.utils.distributed import infer_device, run_on_main
+from speechbrain.utils.fetching import FetchConfig
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_trkd.plots import write_verification_plots
@@ -277,6 +279,48 @@ def _check_pin(path, expected):
         raise ValueError(
             f"{path} has sha256 {actual[:8]}..., the pin says {expected}"
         )
+
+
+def collect_pinned(pretrainer, revision):
+    """Collects a ``Pretrainer``'s files, from the Hub at a fixed revision.
+
+    A Hub source is read at ``revision`` (a commit), so a later push to the
+    model's repository cannot change the run; a local folder is linked as it
+    is (a revision means nothing there). Runs on the main process.
+
+    Arguments
+    ---------
+    pretrainer : speechbrain.utils.parameter_transfer.Pretrainer
+        Its ``paths`` name the files, ``<Hub id or folder>/<file>``.
+    revision : str or None
+        The Hub commit (or tag); None takes the newest.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.utils.parameter_transfer import Pretrainer
+    >>> source, collect_in = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> layer = torch.nn.Linear(2, 2)
+    >>> torch.save(layer.state_dict(), os.path.join(source, "layer.ckpt"))
+    >>> pretrainer = Pretrainer(
+    ...     collect_in=collect_in, loadables={"layer": layer},
+    ...     paths={"layer": os.path.join(source, "layer.ckpt")})
+    >>> collect_pinned(pretrainer, revision="0123abc")
+    >>> os.listdir(collect_in)
+    ['layer.ckpt']
+    """
+    try:
+        run_on_main(
+            pretrainer.collect_files,
+            kwargs={"fetch_config": FetchConfig(revision=revision)},
+        )
+    except huggingface_hub.errors.RevisionNotFoundError as error:
+        sources = sorted({str(path) for path in pretrainer.paths.values()})
+        raise ValueError(
+            f"The Hub has no revision {revision} for {sources[0]}: give the "
+            "model's own commit with --teacher_revision=<commit> (or "
+            "--teacher_revision=null for its newest files)"
+        ) from error
 
 
 def load_collected(pretrainer, sha256=None):

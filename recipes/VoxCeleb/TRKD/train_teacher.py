@@ -40,7 +40,7 @@ from speechbrain_trkd.losses import DistillationLoss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_student import card_metrics, export_model  # noqa: E402
-from speaker_verification import load_collected  # noqa: E402
+from speaker_verification import collect_pinned, load_collected  # noqa: E402
 from train_trkd import (  # noqa: E402
     build_wav_augment,
     dataio_prep,
@@ -181,7 +181,7 @@ def backbone_embedder(hparams, device):
         raise ValueError(
             "teacher_cache needs a pretrained backbone (pretrainer)"
         )
-    pretrainer.collect_files()
+    collect_pinned(pretrainer, hparams["teacher_revision"])
     load_collected(pretrainer, hparams.get("teacher_sha256"))
     features = hparams["compute_features"].to(device)
     norm = hparams["mean_var_norm"].to(device)
@@ -273,7 +273,7 @@ def train_teacher(hparams, run_opts):
     )
     pretrainer = hparams.get("pretrainer")
     if pretrainer is not None:
-        run_on_main(pretrainer.collect_files)
+        collect_pinned(pretrainer, hparams["teacher_revision"])
         load_collected(pretrainer, hparams.get("teacher_sha256"))
     brain = TeacherBrain(
         modules=hparams["modules"],

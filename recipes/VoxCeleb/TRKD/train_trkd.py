@@ -55,6 +55,7 @@ from speechbrain_trkd.teacher_cache import (
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_student import export_model, student_card  # noqa: E402
 from speaker_verification import (  # noqa: E402
+    collect_pinned,
     evaluate_verification,
     format_results_table,
     load_collected,
@@ -528,7 +529,7 @@ def teacher_embedder(hparams, device):
     KeyError: 'pretrainer'
     """
     pretrainer = hparams["pretrainer"]
-    pretrainer.collect_files()
+    collect_pinned(pretrainer, hparams["teacher_revision"])
     load_collected(pretrainer, hparams["teacher_sha256"])
     teacher = hparams["teacher"].to(device)
     files = [
@@ -627,7 +628,7 @@ def load_teacher(hparams, label_encoder):
     if hparams["kd_method"] == "none":
         return None
     pretrainer = hparams["pretrainer"]
-    run_on_main(pretrainer.collect_files)
+    collect_pinned(pretrainer, hparams["teacher_revision"])
     # The Pretrainer collects every file as <loadable name>.ckpt.
     encoder_file = os.path.realpath(
         os.path.join(pretrainer.collect_in, "label_encoder.ckpt")
