@@ -748,9 +748,7 @@ def gkd_loss(
             reduction="none",
             log_target=True,
         ).sum(dim=-1)
-        per_example = alpha * binary + beta * _masked_kl(
-            log_t, log_s, primary
-        )
+        per_example = alpha * binary + beta * _masked_kl(log_t, log_s, primary)
         if lamda != 0:
             per_example = per_example + lamda * _masked_kl(
                 log_t, log_s, secondary

@@ -381,9 +381,7 @@ def test_fit_distils_and_keeps_the_teacher_frozen(tmp_path, data, monkeypatch):
     # The error rate is per utterance, whatever the batch sizes (3 and 1).
     wrong = []
     with torch.no_grad():
-        for batch in brain.make_dataloader(
-            valid, sb.Stage.TEST, batch_size=3
-        ):
+        for batch in brain.make_dataloader(valid, sb.Stage.TEST, batch_size=3):
             cosine = brain.compute_forward(batch, sb.Stage.TEST)["cosine"]
             targets = batch.spk_id_encoded.data.reshape(-1)
             wrong += (cosine.argmax(-1).reshape(-1) != targets).tolist()
