@@ -6,7 +6,7 @@ epoch. Resuming a run from a checkpoint, even in the middle of an epoch, thus
 continues the curve exactly, provided the step count is restored (SpeechBrain's
 ``Brain`` checkpoints ``optimizer_step``).
 
-Boundaries (start, stop, milestones) are given in epochs, possibly fractional.
+Boundaries (start, stop) are given in epochs, possibly fractional.
 They are converted to optimizer steps with ``set_steps_per_epoch``, which
 ``DistillationBrain.fit`` calls with the length of the training loader. A step
 ``s`` lies ``s / steps_per_epoch`` epochs into training, so ``start_epoch=10``
