@@ -409,7 +409,6 @@ class DistillationBrain(sb.core.Brain):
         self.train_stats = None
         self.epoch_averages = EpochAverages()
         self._valid_follows = False
-        self.error_metrics = MetricStats(metric=classification_error)
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable(
                 "kd_epoch_averages", self.epoch_averages, optional_load=True
@@ -958,7 +957,7 @@ class DistillationBrain(sb.core.Brain):
                 self.epoch_averages.reset()
             self.tau = self._tau_at(self.optimizer_step)
         else:
-            self.error_metrics.clear()
+            self.error_metrics = MetricStats(metric=classification_error)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the epoch, anneals the learning rate and saves checkpoints.
