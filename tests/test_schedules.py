@@ -1,6 +1,5 @@
 """Tests of the tau curricula in speechbrain_trkd.schedules."""
 
-
 import pytest
 import torch
 
