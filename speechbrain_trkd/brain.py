@@ -28,11 +28,14 @@ import re
 import speechbrain as sb
 import torch
 from speechbrain.dataio.dataloader import LoopedLoader
+from speechbrain.nnet.losses import classification_error
+from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.checkpoints import (
     mark_as_loader,
     mark_as_saver,
     register_checkpoint_hooks,
 )
+from speechbrain.utils.metric_stats import MetricStats
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -274,7 +277,7 @@ class DistillationBrain(sb.core.Brain):
     Its collaborators are keyword arguments (SpeechBrain's ``hparams`` is
     still accepted; its ``epoch_counter``, if any, labels the results of a
     test stage run without ``fit``).
-    Batches carry ``sig`` and ``spk_id_encoded``. With
+    Batches carry ``id``, ``sig`` and ``spk_id_encoded``. With
     ``DistillationLoss("none")`` the teacher is neither needed nor run (plain
     AAM training); with ``kd_weight=0`` it still runs and its KD statistics
     are logged, but they do not reach the gradient.
@@ -466,8 +469,6 @@ class DistillationBrain(sb.core.Brain):
         self.train_stats = None
         self.epoch_averages = EpochAverages()
         self._valid_follows = False
-        self._eval_errors = None
-        self._eval_count = 0
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable(
                 "kd_epoch_averages", self.epoch_averages, optional_load=True
@@ -847,6 +848,8 @@ class DistillationBrain(sb.core.Brain):
         its own BatchNorm instead. The teacher is never in ``modules`` and
         so is never wrapped.
         """
+        # Kept: upstream's DDP(SyncBatchNorm) raises "SyncBatchNorm layers
+        # only work with GPU modules" on 2 gloo CPU processes.
         if not self.distributed_launch or self.device_type == "cuda":
             super()._wrap_distributed()
             return
@@ -926,9 +929,9 @@ class DistillationBrain(sb.core.Brain):
         cosine = predictions["cosine"]
         student_loss = self.compute_cost(cosine, targets, predictions["lens"])
         if stage != sb.Stage.TRAIN:
-            wrong = cosine.argmax(dim=-1).reshape(-1) != targets.reshape(-1)
-            self._eval_errors = self._eval_errors + wrong.sum()
-            self._eval_count += wrong.numel()
+            self.error_metrics.append(
+                batch.id, cosine, targets, reduction="batch"
+            )
             return student_loss
 
         self.tau = self._tau_at(self.optimizer_step)
@@ -1000,14 +1003,7 @@ class DistillationBrain(sb.core.Brain):
                 self.epoch_averages.reset()
             self.tau = self._tau_at(self.optimizer_step)
         else:
-            self._eval_errors = torch.zeros((), device=self.device)
-            self._eval_count = 0
-
-    def _error_rate(self):
-        """Classification error rate of the finished evaluation stage."""
-        if self._eval_count == 0:
-            return float("nan")
-        return float(self._eval_errors) / self._eval_count
+            self.error_metrics = MetricStats(metric=classification_error)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the epoch, anneals the learning rate and saves checkpoints.
@@ -1028,7 +1024,10 @@ class DistillationBrain(sb.core.Brain):
             if not self._valid_follows:
                 self._end_epoch(epoch, valid_stats=None)
             return
-        stats = {"loss": stage_loss, "ErrorRate": self._error_rate()}
+        stats = {
+            "loss": stage_loss,
+            "ErrorRate": self.error_metrics.summarize("average"),
+        }
         if stage == sb.Stage.VALID:
             self._end_epoch(epoch, valid_stats=stats)
             return
@@ -1046,8 +1045,9 @@ class DistillationBrain(sb.core.Brain):
             old_lr, new_lr = annealing(epoch)
             # A parameter group may run at a fixed fraction of the scheduled
             # rate (e.g. a pretrained backbone fine-tuned slowly).
-            for group in self.optimizer.param_groups:
-                group["lr"] = new_lr * group.get("lr_scale", 1.0)
+            for index, group in enumerate(self.optimizer.param_groups):
+                scaled = new_lr * group.get("lr_scale", 1.0)
+                update_learning_rate(self.optimizer, scaled, [index])
             meta["lr"] = old_lr
         elif self.lr_step_schedule is not None:
             meta["lr"] = self.optimizer.param_groups[0]["lr"]

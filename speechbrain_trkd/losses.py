@@ -191,22 +191,17 @@ def _masked_renormalise(log_p, mask):
     return torch.where(mask, log_p - log_mass, torch.full_like(log_p, _NEG))
 
 
-def _kl_from_logs(log_t, log_s):
-    """KL(t || s) over the last dim, given log-probabilities of both.
-
-    Entries equal to ``_NEG`` in both arguments contribute exactly 0.
-    """
-    return (log_t.exp() * (log_t - log_s)).sum(dim=-1)
-
-
 def _masked_kl(log_t, log_s, mask):
     """KL between teacher and student restricted to mask, renormalised.
 
     Returns 0 for rows whose mask is empty.
     """
-    return _kl_from_logs(
-        _masked_renormalise(log_t, mask), _masked_renormalise(log_s, mask)
-    )
+    return F.kl_div(
+        _masked_renormalise(log_s, mask),
+        _masked_renormalise(log_t, mask),
+        reduction="none",
+        log_target=True,
+    ).sum(dim=-1)
 
 
 def _log_softmax_pair(student, teacher, temperature):
@@ -259,7 +254,8 @@ def kd_loss(student_logits, teacher_logits, temperature=4.0):
     with _no_autocast(student_logits):
         student, teacher = _prepare_pair(student_logits, teacher_logits)
         log_s, log_t = _log_softmax_pair(student, teacher, temperature)
-        return temperature**2 * _kl_from_logs(log_t, log_s).mean()
+        kl = F.kl_div(log_s, log_t, reduction="none", log_target=True)
+        return temperature**2 * kl.sum(dim=-1).mean()
 
 
 def _gather_target(log_p, targets):
@@ -278,7 +274,8 @@ def _dkd_terms(log_s, log_t, targets, tmask):
         [_gather_target(log_s, targets), _masked_logsumexp(log_s, rest)],
         dim=-1,
     )
-    tckd = _kl_from_logs(masses_t, masses_s)
+    tckd = F.kl_div(masses_s, masses_t, reduction="none", log_target=True)
+    tckd = tckd.sum(dim=-1)
     nckd = _masked_kl(log_t, log_s, rest)
     return tckd, nckd
 
@@ -501,7 +498,9 @@ def _trkd_terms(
         )
 
     masses_t = log_masses(log_t)
-    mass = _kl_from_logs(masses_t, log_masses(log_s))
+    mass = F.kl_div(
+        log_masses(log_s), masses_t, reduction="none", log_target=True
+    ).sum(dim=-1)
     inside = confusion if nontarget_term == "confusion" else ~tmask
     conf = _masked_kl(log_t, log_s, inside)
     back = _masked_kl(log_t, log_s, background) if with_background else None
@@ -743,9 +742,13 @@ def gkd_loss(
                 dim=-1,
             )
 
-        per_example = alpha * _kl_from_logs(
-            group_masses(log_t), group_masses(log_s)
-        ) + beta * _masked_kl(log_t, log_s, primary)
+        binary = F.kl_div(
+            group_masses(log_s),
+            group_masses(log_t),
+            reduction="none",
+            log_target=True,
+        ).sum(dim=-1)
+        per_example = alpha * binary + beta * _masked_kl(log_t, log_s, primary)
         if lamda != 0:
             per_example = per_example + lamda * _masked_kl(
                 log_t, log_s, secondary

@@ -6,7 +6,7 @@ epoch. Resuming a run from a checkpoint, even in the middle of an epoch, thus
 continues the curve exactly, provided the step count is restored (SpeechBrain's
 ``Brain`` checkpoints ``optimizer_step``).
 
-Boundaries (start, stop, milestones) are given in epochs, possibly fractional.
+Boundaries (start, stop) are given in epochs, possibly fractional.
 They are converted to optimizer steps with ``set_steps_per_epoch``, which
 ``DistillationBrain.fit`` calls with the length of the training loader. A step
 ``s`` lies ``s / steps_per_epoch`` epochs into training, so ``start_epoch=10``
@@ -152,7 +152,8 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> schedule = LinearTauSchedule(1.0, 0.5, start_epoch=0, stop_epoch=2)
+        >>> schedule = ExponentialTauSchedule(1.0, 0.5, gamma=0.25,
+        ...     start_epoch=0, stop_epoch=2)
         >>> schedule.set_steps_per_epoch(10)
         >>> schedule(10)
         0.75
@@ -211,8 +212,8 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> LinearTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=4).value(1)
-        0.875
+        >>> ConstantTauSchedule(0.5).value(3)
+        0.5
         """
 
     def __call__(self, step):
@@ -230,7 +231,8 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> schedule = CosineTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=2)
+        >>> schedule = ExponentialTauSchedule(1.0, 0.5, gamma=0.25,
+        ...     start_epoch=0, stop_epoch=1, steps_per_epoch=2)
         >>> round(schedule(1), 6)
         0.75
         """
@@ -245,135 +247,7 @@ class TauSchedule(abc.ABC):
         return float(self.value(step))
 
 
-class _WindowTauSchedule(TauSchedule):
-    """Shared logic of schedules moving from tau_init to tau_final in a window.
-
-    The schedule holds ``tau_init`` before ``start_epoch``, ``tau_final`` from
-    ``stop_epoch`` on, and ``interpolate(r)`` in between, where ``r`` in
-    ``[0, 1)`` is the fraction of the window elapsed.
-
-    Arguments
-    ---------
-    tau_init : float
-        Value before the window.
-    tau_final : float
-        Value after the window.
-    start_epoch : float
-        Start of the window, in epochs.
-    stop_epoch : float
-        End of the window, in epochs.
-    steps_per_epoch : int, optional
-        Optimizer steps per epoch (see ``TauSchedule``).
-
-    Example
-    -------
-    >>> schedule = LinearTauSchedule(1.0, 0.5, 1, 3, steps_per_epoch=1)
-    >>> [schedule(s) for s in range(5)]
-    [1.0, 1.0, 0.75, 0.5, 0.5]
-    """
-
-    def __init__(
-        self,
-        tau_init,
-        tau_final,
-        start_epoch,
-        stop_epoch,
-        steps_per_epoch=None,
-    ):
-        super().__init__(steps_per_epoch)
-        self.tau_init = _check_tau("tau_init", tau_init)
-        self.tau_final = _check_tau("tau_final", tau_final)
-        if self.tau_final > self.tau_init:
-            raise ValueError(
-                f"tau_final={self.tau_final} is larger than tau_init="
-                f"{self.tau_init}: the curriculum narrows the confusion set"
-            )
-        self.start_epoch, self.stop_epoch = _check_epoch_window(
-            start_epoch, stop_epoch
-        )
-
-    def progress(self, step):
-        """Fraction of the window elapsed after ``step`` optimizer steps.
-
-        Arguments
-        ---------
-        step : int
-            Number of optimizer steps done so far.
-
-        Returns
-        -------
-        float
-            0 before the window, 1 after it, linear in between.
-
-        Example
-        -------
-        >>> LinearTauSchedule(1, 0.5, 2, 4, steps_per_epoch=10).progress(30)
-        0.5
-        """
-        start = self.epoch_to_step(self.start_epoch)
-        stop = self.epoch_to_step(self.stop_epoch)
-        if step < start:
-            return 0.0
-        if step >= stop:
-            return 1.0
-        return (step - start) / (stop - start)
-
-    @abc.abstractmethod
-    def interpolate(self, fraction):
-        """Value of tau a given fraction of the way through the window.
-
-        Arguments
-        ---------
-        fraction : float
-            Fraction of the window elapsed, in ``[0, 1)``.
-
-        Returns
-        -------
-        float
-            The value of tau.
-
-        Example
-        -------
-        >>> LinearTauSchedule(1.0, 0.5, 0, 1).interpolate(0.25)
-        0.875
-        """
-
-    def value(self, step):
-        """Returns tau after ``step`` optimizer steps.
-
-        Arguments
-        ---------
-        step : int
-            Number of optimizer steps done so far.
-
-        Returns
-        -------
-        float
-            ``tau_init`` before the window, ``tau_final`` from its end on,
-            ``interpolate(progress)`` inside it.
-
-        Example
-        -------
-        >>> LinearTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=4).value(4)
-        0.5
-        """
-        fraction = self.progress(step)
-        if fraction <= 0.0:
-            return self.tau_init
-        if fraction >= 1.0:
-            return self.tau_final
-        return self.interpolate(fraction)
-
-    def __repr__(self):
-        return (
-            f"{type(self).__name__}(tau_init={self.tau_init}, "
-            f"tau_final={self.tau_final}, start_epoch={self.start_epoch}, "
-            f"stop_epoch={self.stop_epoch}, "
-            f"steps_per_epoch={self.steps_per_epoch})"
-        )
-
-
-class ExponentialTauSchedule(_WindowTauSchedule):
+class ExponentialTauSchedule(TauSchedule):
     """The TRKD curriculum: an exponential approach from tau_init to tau_final.
 
     With ``r`` the fraction of the ``[start_epoch, stop_epoch)`` window that
@@ -382,13 +256,14 @@ class ExponentialTauSchedule(_WindowTauSchedule):
     ``tau_final``. Just before the stop the curve is ``gamma * (tau_init -
     tau_final)`` away from ``tau_final`` (about 1e-3 with the defaults), so
     the final switch is a small step. A small ``gamma`` front-loads the decay.
+    ``tau_init == tau_final`` gives a fixed tau.
 
     Arguments
     ---------
     tau_init : float
         Value of tau before ``start_epoch``.
     tau_final : float
-        Value of tau from ``stop_epoch`` on.
+        Value of tau from ``stop_epoch`` on (at most ``tau_init``).
     gamma : float
         Shape of the curve, in ``(0, 1)``; smaller is faster early on.
     start_epoch : float
@@ -416,203 +291,48 @@ class ExponentialTauSchedule(_WindowTauSchedule):
         stop_epoch=60,
         steps_per_epoch=None,
     ):
-        super().__init__(
-            tau_init, tau_final, start_epoch, stop_epoch, steps_per_epoch
-        )
+        super().__init__(steps_per_epoch)
+        self.tau_init = _check_tau("tau_init", tau_init)
+        self.tau_final = _check_tau("tau_final", tau_final)
+        if self.tau_final > self.tau_init:
+            raise ValueError(
+                f"tau_final={self.tau_final} is larger than tau_init="
+                f"{self.tau_init}: the curriculum narrows the confusion set"
+            )
         self.gamma = _check_finite("gamma", gamma)
         if not 0.0 < self.gamma < 1.0:
             raise ValueError(f"gamma must lie in (0, 1), got {self.gamma}")
-
-    def interpolate(self, fraction):
-        """Value of tau a given fraction of the way through the window.
-
-        Arguments
-        ---------
-        fraction : float
-            Fraction of the window elapsed, in ``[0, 1)``.
-
-        Returns
-        -------
-        float
-            ``tau_init + (tau_final - tau_init) * (1 - gamma**fraction)``.
-
-        Example
-        -------
-        >>> ExponentialTauSchedule(1.0, 0.5, gamma=0.25).interpolate(0.5)
-        0.75
-        """
-        decay = 1.0 - self.gamma**fraction
-        return self.tau_init + (self.tau_final - self.tau_init) * decay
-
-    def __repr__(self):
-        return super().__repr__()[:-1] + f", gamma={self.gamma})"
-
-
-class LinearTauSchedule(_WindowTauSchedule):
-    """Linear interpolation from tau_init to tau_final.
-
-    Arguments
-    ---------
-    tau_init : float
-        Value of tau before ``start_epoch``.
-    tau_final : float
-        Value of tau from ``stop_epoch`` on.
-    start_epoch : float
-        Epoch at which tau starts moving.
-    stop_epoch : float
-        Epoch from which tau equals ``tau_final``.
-    steps_per_epoch : int, optional
-        Optimizer steps per epoch (see ``TauSchedule``).
-
-    Example
-    -------
-    >>> schedule = LinearTauSchedule(1.0, 0.2, 1, 3, steps_per_epoch=10)
-    >>> schedule(5), round(schedule(20), 6), schedule(40)
-    (1.0, 0.6, 0.2)
-    """
-
-    def __init__(
-        self,
-        tau_init=1.0,
-        tau_final=0.05,
-        start_epoch=10,
-        stop_epoch=60,
-        steps_per_epoch=None,
-    ):
-        super().__init__(
-            tau_init, tau_final, start_epoch, stop_epoch, steps_per_epoch
+        self.start_epoch, self.stop_epoch = _check_epoch_window(
+            start_epoch, stop_epoch
         )
 
-    def interpolate(self, fraction):
-        """Value of tau a given fraction of the way through the window.
+    def progress(self, step):
+        """Fraction of the window elapsed after ``step`` optimizer steps.
 
         Arguments
         ---------
-        fraction : float
-            Fraction of the window elapsed, in ``[0, 1)``.
+        step : int
+            Number of optimizer steps done so far.
 
         Returns
         -------
         float
-            ``tau_init + (tau_final - tau_init) * fraction``.
+            0 before the window, 1 after it, linear in between.
 
         Example
         -------
-        >>> LinearTauSchedule(1.0, 0.5).interpolate(0.5)
-        0.75
+        >>> schedule = ExponentialTauSchedule(start_epoch=2, stop_epoch=4)
+        >>> schedule.set_steps_per_epoch(10)
+        >>> schedule.progress(30)
+        0.5
         """
-        return self.tau_init + (self.tau_final - self.tau_init) * fraction
-
-
-class CosineTauSchedule(_WindowTauSchedule):
-    """Half-cosine interpolation from tau_init to tau_final.
-
-    Inside the window tau is
-    ``tau_final + (tau_init - tau_final) * (1 + cos(pi * r)) / 2``.
-
-    Arguments
-    ---------
-    tau_init : float
-        Value of tau before ``start_epoch``.
-    tau_final : float
-        Value of tau from ``stop_epoch`` on.
-    start_epoch : float
-        Epoch at which tau starts moving.
-    stop_epoch : float
-        Epoch from which tau equals ``tau_final``.
-    steps_per_epoch : int, optional
-        Optimizer steps per epoch (see ``TauSchedule``).
-
-    Example
-    -------
-    >>> schedule = CosineTauSchedule(1.0, 0.5, 0, 2, steps_per_epoch=2)
-    >>> [round(schedule(s), 4) for s in range(5)]
-    [1.0, 0.9268, 0.75, 0.5732, 0.5]
-    """
-
-    def __init__(
-        self,
-        tau_init=1.0,
-        tau_final=0.05,
-        start_epoch=10,
-        stop_epoch=60,
-        steps_per_epoch=None,
-    ):
-        super().__init__(
-            tau_init, tau_final, start_epoch, stop_epoch, steps_per_epoch
-        )
-
-    def interpolate(self, fraction):
-        """Value of tau a given fraction of the way through the window.
-
-        Arguments
-        ---------
-        fraction : float
-            Fraction of the window elapsed, in ``[0, 1)``.
-
-        Returns
-        -------
-        float
-            The half-cosine interpolation between tau_init and tau_final.
-
-        Example
-        -------
-        >>> CosineTauSchedule(1.0, 0.5).interpolate(0.5)
-        0.75
-        """
-        weight = 0.5 * (1.0 + math.cos(math.pi * fraction))
-        return self.tau_final + (self.tau_init - self.tau_final) * weight
-
-
-class StepTauSchedule(TauSchedule):
-    """Piecewise-constant tau that jumps at given epochs.
-
-    tau is ``tau_init`` before the first milestone and ``values[i]`` from
-    ``milestones[i]`` until the next milestone.
-
-    Arguments
-    ---------
-    milestones : list of float
-        Strictly increasing epochs (>= 0) at which tau changes.
-    values : list of float
-        The value of tau from each milestone on (same length as milestones).
-    tau_init : float
-        The value of tau before the first milestone.
-    steps_per_epoch : int, optional
-        Optimizer steps per epoch (see ``TauSchedule``).
-
-    Example
-    -------
-    >>> schedule = StepTauSchedule([1, 2.5], [0.5, 0.1], steps_per_epoch=2)
-    >>> [schedule(s) for s in range(7)]
-    [1.0, 1.0, 0.5, 0.5, 0.5, 0.1, 0.1]
-    """
-
-    def __init__(self, milestones, values, tau_init=1.0, steps_per_epoch=None):
-        super().__init__(steps_per_epoch)
-        milestones = [
-            _check_finite(f"milestones[{i}]", m)
-            for i, m in enumerate(milestones)
-        ]
-        values = [_check_tau(f"values[{i}]", v) for i, v in enumerate(values)]
-        if not milestones:
-            raise ValueError("StepTauSchedule needs at least one milestone")
-        if len(milestones) != len(values):
-            raise ValueError(
-                f"StepTauSchedule got {len(milestones)} milestones but "
-                f"{len(values)} values; give one value per milestone"
-            )
-        if milestones[0] < 0:
-            raise ValueError(f"milestones must be >= 0, got {milestones[0]}")
-        for i in range(1, len(milestones)):
-            if milestones[i] <= milestones[i - 1]:
-                raise ValueError(
-                    "milestones must be strictly increasing, got "
-                    f"{milestones[i - 1]} then {milestones[i]} at index {i}"
-                )
-        self.milestones = milestones
-        self.values = values
-        self.tau_init = _check_tau("tau_init", tau_init)
+        start = self.epoch_to_step(self.start_epoch)
+        stop = self.epoch_to_step(self.stop_epoch)
+        if step < start:
+            return 0.0
+        if step >= stop:
+            return 1.0
+        return (step - start) / (stop - start)
 
     def value(self, step):
         """Returns tau after ``step`` optimizer steps.
@@ -625,24 +345,27 @@ class StepTauSchedule(TauSchedule):
         Returns
         -------
         float
-            The value of the last milestone reached, else ``tau_init``.
+            ``tau_init`` before the window, ``tau_final`` from its end on,
+            the exponential approach inside it.
 
         Example
         -------
-        >>> StepTauSchedule([1], [0.2], steps_per_epoch=3).value(3)
-        0.2
+        >>> schedule = ExponentialTauSchedule(1.0, 0.5, gamma=0.25,
+        ...     start_epoch=0, stop_epoch=2, steps_per_epoch=1)
+        >>> [schedule.value(step) for step in range(3)]
+        [1.0, 0.75, 0.5]
         """
-        tau = self.tau_init
-        for milestone, value in zip(self.milestones, self.values, strict=True):
-            if step < self.epoch_to_step(milestone):
-                break
-            tau = value
-        return tau
+        fraction = self.progress(step)
+        if fraction >= 1.0:
+            return self.tau_final
+        decay = 1.0 - self.gamma**fraction
+        return self.tau_init + (self.tau_final - self.tau_init) * decay
 
     def __repr__(self):
         return (
-            f"StepTauSchedule(milestones={self.milestones}, "
-            f"values={self.values}, tau_init={self.tau_init}, "
+            f"ExponentialTauSchedule(tau_init={self.tau_init}, "
+            f"tau_final={self.tau_final}, gamma={self.gamma}, "
+            f"start_epoch={self.start_epoch}, stop_epoch={self.stop_epoch}, "
             f"steps_per_epoch={self.steps_per_epoch})"
         )
 

@@ -162,6 +162,9 @@ def _operating_points(scores, labels):
     return thresholds, frr, far
 
 
+# Kept over SpeechBrain's EER / minDCF (benchmarks/scoring_speed.py): on 580k
+# trials its EER took 1384 s to our 0.075 s (18,509x); its minDCF would need
+# about 2.7 TB there, and at 16k trials it is 5,078x slower than ours.
 def compute_eer(scores, labels):
     """Equal error rate of a list of verification trials.
 

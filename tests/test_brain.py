@@ -374,10 +374,19 @@ def test_fit_distils_and_keeps_the_teacher_frozen(tmp_path, data, monkeypatch):
 
     # Evaluation reloads the best checkpoint and logs test statistics.
     brain.evaluate(
-        valid, min_key="ErrorRate", test_loader_kwargs={"batch_size": 8}
+        valid, min_key="ErrorRate", test_loader_kwargs={"batch_size": 3}
     )
     test_stats = brain.train_logger.records[-1][3]
     assert set(test_stats) == {"loss", "ErrorRate"}
+    # The error rate is per utterance, whatever the batch sizes (3 and 1).
+    wrong = []
+    with torch.no_grad():
+        for batch in brain.make_dataloader(valid, sb.Stage.TEST, batch_size=3):
+            cosine = brain.compute_forward(batch, sb.Stage.TEST)["cosine"]
+            targets = batch.spk_id_encoded.data.reshape(-1)
+            wrong += (cosine.argmax(-1).reshape(-1) != targets).tolist()
+    assert len(wrong) == len(valid) == 4
+    assert test_stats["ErrorRate"] == pytest.approx(sum(wrong) / len(wrong))
 
 
 def test_resume_mid_epoch_continues_tau_and_statistics(tmp_path, data):

@@ -1,11 +1,14 @@
 """Tests of the VoxCeleb data preparation (recipes/VoxCeleb/TRKD)."""
 
 import csv
+import functools
+import http.server
 import importlib.util
 import math
 import os
 import pathlib
 import shutil
+import threading
 
 import pytest
 import soundfile as sf
@@ -265,6 +268,40 @@ def test_url_verification_list(corpus, tmp_path):
             str(tmp_path / "clash"),
             ["file:///a/O.txt", "file:///b/O.txt"],
         )
+
+
+def test_http_verification_list(tmp_path, monkeypatch):
+    """An http list comes through a local server; a failed or interrupted
+    download names the URL and leaves no file to be taken for the list."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "O.txt").write_text("1 a/b/1.wav a/c/2.wav\n")
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(served)
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    save = tmp_path / "save"
+    try:
+        local = prep.fetch_verification_list(f"{base}/O.txt", str(save))
+        assert pathlib.Path(local).read_text() == "1 a/b/1.wav a/c/2.wav\n"
+        with pytest.raises(FileNotFoundError, match=f"{base}/H.txt"):
+            prep.fetch_verification_list(f"{base}/H.txt", str(save))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(p.name for p in save.iterdir()) == ["O.txt"]
+
+    def interrupted(source, dest, **kwargs):
+        pathlib.Path(dest).write_text("1 a/b/1.wav")
+        raise ConnectionResetError("connection reset")
+
+    monkeypatch.setattr(prep, "download_file", interrupted)
+    with pytest.raises(FileNotFoundError, match="connection reset"):
+        prep.fetch_verification_list(f"{base}/E.txt", str(save))
+    assert sorted(p.name for p in save.iterdir()) == ["O.txt"]
 
 
 def test_extension_fallback(corpus, tmp_path):

@@ -185,6 +185,24 @@ def test_compute_embeddings_max_batch_seconds_caps_padding(corpus):
     assert len(sizes) > 1
 
 
+def test_compute_embeddings_keeps_equal_lengths_in_input_order(tmp_path):
+    """Longest first; utterances of equal length batch in input order."""
+    lengths = [800, 1600, 800, 800, 1600]
+    paths = []
+    for i, n in enumerate(lengths):
+        paths.append(str(tmp_path / f"{i}.wav"))
+        soundfile.write(paths[-1], numpy.full(n, 0.125 * (i + 1)), 16000)
+    seen = []
+
+    def first_sample(wavs, wav_lens):
+        seen.append([round(v / 0.125) - 1 for v in wavs[:, 0].tolist()])
+        return wavs[:, :1]
+
+    got = sv.compute_embeddings(first_sample, paths, 2, "cpu")
+    assert seen == [[1, 4], [0, 2], [3]]
+    assert got.squeeze(1).tolist() == [0.125 * (i + 1) for i in range(5)]
+
+
 def test_compute_embeddings_accepts_2d_encoder_output(corpus):
     root, speakers = corpus
     paths = [str(root / "wav" / u) for u in speakers["dv14"]]

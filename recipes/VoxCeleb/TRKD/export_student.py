@@ -16,25 +16,29 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
-import json
+import io
 import os
-import re
 import shutil
 import sys
 
+import ruamel.yaml
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml.core import recursive_update
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
 HPARAMS_DIR = os.path.join(RECIPE_DIR, "hparams")
 
 
 def fill_template(template_text, values):
-    """Sets top-level scalar values of a HyperPyYAML template.
+    """Sets top-level values of a HyperPyYAML template, as overrides.
 
-    Only the lines ``key: value`` at the top level are rewritten, so the
-    template keeps its ``!ref`` structure and comments.
+    HyperPyYAML's override merge (``recursive_update``) on ruamel's
+    round-trip tree: the written text keeps its ``!ref`` / ``!new`` tags and
+    comments. (``resolve_references`` would also resolve every ``!ref``,
+    freezing ``pretrained_path`` into the Pretrainer's paths, so that the
+    ``pretrained_path`` override the model card documents would not work.)
 
     Arguments
     ---------
@@ -50,16 +54,25 @@ def fill_template(template_text, values):
 
     Example
     -------
-    >>> fill_template("a: 1\\nb: !PLACEHOLDER\\n", {"b": [1, 2]})
-    'a: 1\\nb: [1, 2]\\n'
+    >>> print(fill_template("a: 1  # kept\\nb: !PLACEHOLDER\\nc: !ref <a>\\n",
+    ...                     {"b": [1, 2]}), end="")
+    a: 1  # kept
+    b:
+        - 1
+        - 2
+    c: !ref <a>
+    >>> fill_template("a: 1\\n", {"z": 2})
+    Traceback (most recent call last):
+    ...
+    KeyError: "Override 'z' not found in: ['a']"
     """
-    for key, value in values.items():
-        pattern = re.compile(rf"^{re.escape(key)}:.*$", re.MULTILINE)
-        if not pattern.search(template_text):
-            raise KeyError(f"the inference template has no top-level '{key}'")
-        text = json.dumps(value) if not isinstance(value, str) else value
-        template_text = pattern.sub(f"{key}: {text}", template_text, count=1)
-    return template_text
+    yaml = ruamel.yaml.YAML()
+    yaml.indent(mapping=4, sequence=6, offset=4)  # the templates' layout
+    tree = yaml.load(template_text)
+    recursive_update(tree, values, must_match=True)
+    text = io.StringIO()
+    yaml.dump(tree, text)
+    return text.getvalue()
 
 
 def model_card(info):

@@ -27,12 +27,12 @@ import json
 import math
 import os
 import random
-import shutil
 import urllib.parse
 import urllib.request
 
 import soundfile
 from speechbrain.dataio import audio_io
+from speechbrain.utils.data_utils import download_file
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_trkd.scoring import read_trials
@@ -239,9 +239,11 @@ def prepare_voxceleb(
 def fetch_verification_list(source, save_folder):
     """Returns a local path for a verification list, downloading URLs.
 
-    An http(s), ftp or file URL is downloaded into
-    ``save_folder/<file name>`` (kept there: a later call reuses it); a
-    local path is checked and returned as is.
+    An http(s) or file URL is fetched with SpeechBrain's ``download_file``
+    into ``save_folder/<file name>`` (kept there: a later call reuses it),
+    through a ``.part`` file renamed once complete, so that an interrupted
+    download is never taken for the list. A local path is checked and
+    returned as is.
 
     Arguments
     ---------
@@ -270,21 +272,22 @@ def fetch_verification_list(source, save_folder):
         if not os.path.isfile(source):
             raise FileNotFoundError(f"Verification list {source} not found")
         return source
-    name = os.path.basename(urllib.parse.urlparse(source).path)
+    url = urllib.parse.urlparse(source)
+    name = os.path.basename(url.path)
     if not name:
         raise ValueError(f"Verification list URL {source} names no file")
     destination = os.path.join(save_folder, name)
     if os.path.isfile(destination):
         return destination
-    os.makedirs(save_folder, exist_ok=True)
     partial = destination + ".part"
+    # download_file copies a local path and fetches an http(s) URL.
+    if url.scheme.lower() == "file":
+        remote = urllib.request.url2pathname(url.path)
+    else:
+        remote = source
     try:
-        with (
-            urllib.request.urlopen(source) as response,
-            open(partial, "wb") as handle,
-        ):
-            shutil.copyfileobj(response, handle)
-    except OSError as error:
+        download_file(remote, partial, replace_existing=True)
+    except (OSError, ValueError) as error:
         if os.path.exists(partial):
             os.remove(partial)
         raise FileNotFoundError(
@@ -461,9 +464,9 @@ def as_path_list(value):
 
 
 def _is_url(source):
-    """True for http(s), ftp and file URLs."""
+    """True for http(s) and file URLs."""
     scheme = urllib.parse.urlparse(source).scheme.lower()
-    return scheme in ("http", "https", "ftp", "file")
+    return scheme in ("http", "https", "file")
 
 
 def _canonical_source(source):
