@@ -136,7 +136,7 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> ConstantTauSchedule(0.5).steps_per_epoch is None
+        >>> ExponentialTauSchedule().steps_per_epoch is None
         True
         """
         return self._steps_per_epoch
@@ -185,7 +185,7 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> ConstantTauSchedule(1.0, steps_per_epoch=100).epoch_to_step(2.5)
+        >>> ExponentialTauSchedule(steps_per_epoch=100).epoch_to_step(2.5)
         250.0
         """
         if self._steps_per_epoch is None:
@@ -212,7 +212,7 @@ class TauSchedule(abc.ABC):
 
         Example
         -------
-        >>> ConstantTauSchedule(0.5).value(3)
+        >>> ExponentialTauSchedule(0.5, 0.5, steps_per_epoch=1).value(3)
         0.5
         """
 
@@ -368,51 +368,3 @@ class ExponentialTauSchedule(TauSchedule):
             f"start_epoch={self.start_epoch}, stop_epoch={self.stop_epoch}, "
             f"steps_per_epoch={self.steps_per_epoch})"
         )
-
-
-class ConstantTauSchedule(TauSchedule):
-    """A fixed tau (no curriculum), e.g. for ablations.
-
-    It does not depend on the epoch length, so it works before
-    ``set_steps_per_epoch`` is called.
-
-    Arguments
-    ---------
-    tau : float
-        The value returned at every step.
-    steps_per_epoch : int, optional
-        Accepted for interface symmetry; unused.
-
-    Example
-    -------
-    >>> schedule = ConstantTauSchedule(0.3)
-    >>> schedule(0), schedule(10**6)
-    (0.3, 0.3)
-    """
-
-    def __init__(self, tau=1.0, steps_per_epoch=None):
-        super().__init__(steps_per_epoch)
-        self.tau = _check_tau("tau", tau)
-
-    def value(self, step):
-        """Returns the constant tau.
-
-        Arguments
-        ---------
-        step : int
-            Number of optimizer steps done so far (ignored).
-
-        Returns
-        -------
-        float
-            The configured tau.
-
-        Example
-        -------
-        >>> ConstantTauSchedule(0.7).value(5)
-        0.7
-        """
-        return self.tau
-
-    def __repr__(self):
-        return f"ConstantTauSchedule(tau={self.tau})"

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from speechbrain_trkd.schedules import (
-    ConstantTauSchedule,
     ExponentialTauSchedule,
     TauSchedule,
 )
@@ -79,11 +78,9 @@ def test_exponential_front_loads_the_decay():
     assert exp(20) == pytest.approx(0.1 + 0.9 * 10**-0.6, rel=1e-12)
 
 
-def test_constant_schedule():
-    schedule = ConstantTauSchedule(0.25)
-    assert {schedule(s) for s in (0, 1, 17, 10**9)} == {0.25}
-    schedule.set_steps_per_epoch(3)
-    assert schedule(5) == 0.25
+def test_equal_ends_give_a_fixed_tau():
+    schedule = ExponentialTauSchedule(0.25, 0.25, steps_per_epoch=3)
+    assert {schedule(s) for s in (0, 1, 17, 100, 10**9)} == {0.25}
 
 
 def test_schedule_is_a_pure_function_of_the_step():
@@ -120,7 +117,7 @@ def test_unset_steps_per_epoch_is_a_clear_error():
         (lambda: ExponentialTauSchedule(start_epoch=-1), "start"),
         (lambda: ExponentialTauSchedule(tau_init=float("nan")), "tau_init"),
         (lambda: ExponentialTauSchedule(tau_final="low"), "tau_final"),
-        (lambda: ConstantTauSchedule(float("inf")), "tau"),
+        (lambda: ExponentialTauSchedule(float("inf")), "tau"),
     ],
 )
 def test_bad_configuration_is_rejected(build, message):
@@ -130,14 +127,14 @@ def test_bad_configuration_is_rejected(build, message):
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4"])
 def test_bad_steps_per_epoch_is_rejected(bad):
-    schedule = ConstantTauSchedule()
+    schedule = ExponentialTauSchedule()
     with pytest.raises((ValueError, TypeError), match="steps_per_epoch"):
         schedule.set_steps_per_epoch(bad)
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, None, False])
 def test_bad_step_is_rejected(bad):
-    schedule = ConstantTauSchedule()
+    schedule = ExponentialTauSchedule(steps_per_epoch=4)
     with pytest.raises((ValueError, TypeError), match="step"):
         schedule(bad)
 
@@ -154,7 +151,6 @@ def test_base_class_is_abstract():
         (lambda: ExponentialTauSchedule(1.0, -0.1), "tau_final must lie in"),
         (lambda: ExponentialTauSchedule(1.5, 0.05), "tau_init must lie in"),
         (lambda: ExponentialTauSchedule(0.3, 0.6), "larger than tau_init"),
-        (lambda: ConstantTauSchedule(0.0), "tau must lie in"),
     ],
 )
 def test_impossible_taus_fail_when_the_schedule_is_built(make, message):
