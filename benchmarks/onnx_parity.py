@@ -180,7 +180,7 @@ def format_report(report, sizes, command):
     ...     "mean_cosine": 1.0, "O": {"eer": 5.0, "min_dcf_0.01": 0.5}}}
     >>> text = format_report(report, {"pytorch": 3.2}, "cmd")
     >>> print(text.splitlines()[-1])
-    | pytorch | 3.2 | 1.000000 | 1.000000 | 2.0 | 5.000 | 0.5000 |
+    | pytorch | 3.2 | 1.0000000 | 1.0000000 | 2.0 | 5.000 | 0.5000 |
     """
     first = next(iter(report.values()))
     lists = [key for key, value in first.items() if isinstance(value, dict)]
@@ -193,6 +193,10 @@ def format_report(report, sizes, command):
         "",
         f"Made by: `{command}`",
         "",
+        "Each utterance of the lists is embedded alone, on 1 CPU thread, by "
+        "each backend; the cosines are to PyTorch's embedding of the same "
+        "utterance; scoring is cosine.",
+        "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
@@ -200,8 +204,8 @@ def format_report(report, sizes, command):
         row = [
             backend,
             f"{sizes.get(backend, float('nan')):.1f}",
-            f"{result['worst_cosine']:.6f}",
-            f"{result['mean_cosine']:.6f}",
+            f"{result['worst_cosine']:.7f}",
+            f"{result['mean_cosine']:.7f}",
             f"{result['seconds']:.1f}",
         ]
         for name in lists:
@@ -210,7 +214,31 @@ def format_report(report, sizes, command):
                 f"{result[name]['min_dcf_0.01']:.4f}",
             ]
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines + int8_verdict(report)) + "\n"
+    lines += eer_agreement(report, lists) + int8_verdict(report)
+    return "\n".join(lines) + "\n"
+
+
+def eer_agreement(report, lists, tolerance=0.01):
+    """Whether ONNX fp32's EERs agree with PyTorch's to ``tolerance`` points.
+
+    Example
+    -------
+    >>> report = {"pytorch": {"O": {"eer": 5.0}},
+    ...           "onnx_fp32": {"O": {"eer": 5.02}}}
+    >>> eer_agreement(report, ["O"])[-1]
+    '- O: ONNX fp32 EER - PyTorch EER = 0.020 points: DISAGREE'
+    """
+    if not {"pytorch", "onnx_fp32"} <= set(report):
+        return []
+    lines = ["", f"EER agreement of ONNX fp32 with PyTorch (to {tolerance:g}):"]
+    for name in lists:
+        gap = report["onnx_fp32"][name]["eer"] - report["pytorch"][name]["eer"]
+        verdict = "agree" if abs(gap) <= tolerance else "DISAGREE"
+        lines.append(
+            f"- {name}: ONNX fp32 EER - PyTorch EER = {gap:.3f} points: "
+            f"{verdict}"
+        )
+    return lines
 
 
 def int8_verdict(report, list_name="O", max_cost=0.2):
@@ -235,7 +263,7 @@ def int8_verdict(report, list_name="O", max_cost=0.2):
     >>> report = {"onnx_fp32": {"O": {"eer": 5.0}},
     ...           "onnx_int8": {"O": {"eer": 5.5}}}
     >>> int8_verdict(report)[-1]
-    'int8 costs 0.50 EER points on O (more than 0.2): fp32 stays the default.'
+    'int8 (dynamic) costs 0.50 EER points on O (more than 0.2): fp32 stays...'
     """
     if not {"onnx_fp32", "onnx_int8"} <= set(report):
         return []
@@ -249,7 +277,10 @@ def int8_verdict(report, list_name="O", max_cost=0.2):
         verdict = f"(more than {max_cost:g}): fp32 stays the default."
     else:
         verdict = f"(at most {max_cost:g}); fp32 stays the default export."
-    return ["", f"int8 costs {cost:.2f} EER points on {list_name} {verdict}"]
+    return [
+        "",
+        f"int8 (dynamic) costs {cost:.2f} EER points on {list_name} {verdict}",
+    ]
 
 
 def main(argv=None):
