@@ -209,24 +209,6 @@ def count_macs(model, frames, n_mels):
     return counter.get_total_flops() // 2
 
 
-def median_seconds(run, repeats, warmup=2):
-    """Median wall time of ``run()`` (used for one backend alone).
-
-    Example
-    -------
-    >>> median_seconds(lambda: None, 3) >= 0
-    True
-    """
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def round_robin_medians(runners, repeats, warmup=2):
     """Median wall time of each runner, timed in turns.
 
@@ -529,6 +511,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     arguments = list(argv if argv is not None else sys.argv[1:])
     command = shlex.join(["python", "benchmarks/deploy_cost.py", *arguments])
+    environment = _environment()  # the revision measured, read first
     rows = measure(
         args.models,
         args.teacher_folder,
@@ -536,7 +519,7 @@ def main(argv=None):
         args.repeats,
         args.warmup,
     )
-    text = format_markdown(rows, command, _environment())
+    text = format_markdown(rows, command, environment)
     write_results(rows, args.output_folder, text)
     print(text)
 

@@ -195,7 +195,10 @@ def format_report(report, sizes, command):
         "",
         "Each utterance of the lists is embedded alone, on 1 CPU thread, by "
         "each backend; the cosines are to PyTorch's embedding of the same "
-        "utterance; scoring is cosine.",
+        "utterance; scoring is cosine. `embedding s` is the wall time of "
+        "each backend's pass, one after the other on a machine others "
+        "share: not a speed comparison (`deploy_cost.py` times them side "
+        "by side).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
