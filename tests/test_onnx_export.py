@@ -150,6 +150,7 @@ def test_pytorch_scoring_path_uses_the_same_features(tmp_path):
     import speaker_verification
     from speechbrain.dataio.encoder import CategoricalEncoder
     from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+    from speechbrain.processing.features import InputNormalization
 
     labels = CategoricalEncoder()
     labels.update_from_iterable(["a", "b"])
@@ -163,12 +164,17 @@ def test_pytorch_scoring_path_uses_the_same_features(tmp_path):
         str(tmp_path / "export"),
         {"title": "t", "description": "d"},
     )
+    norm = InputNormalization(norm_type="global", std_norm=False)
+    norm(torch.randn(4, 1, 24), torch.ones(4))  # fit a global mean
+    norm._save(f"{folder}/mean_var_norm_emb.ckpt")
     encoder = speaker_verification.load_pretrained_encoder(folder, "cpu")
     wavs = torch.stack([voiced_audio(1.0, 0), voiced_audio(1.0, 1)])
     wavs[1, 9000:] = 0
     lens = torch.tensor([1.0, 0.5625])
-    ours = speaker_verification.pretrained_encode_fn(encoder)(wavs, lens)
-    assert torch.equal(ours, encoder.encode_batch(wavs, lens))
+    for normalize in (False, True):
+        encode = speaker_verification.pretrained_encode_fn(encoder, normalize)
+        expected = encoder.encode_batch(wavs, lens, normalize=normalize)
+        assert torch.equal(encode(wavs, lens), expected)
 
 
 def test_export_student_writes_onnx_that_matches(recipe_runner, tmp_path):
