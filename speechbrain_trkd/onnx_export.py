@@ -50,7 +50,15 @@ MIN_EXPORT_COSINE = 0.9999
 
 
 class OnnxExportError(RuntimeError):
-    """A speaker encoder that cannot be exported to ONNX, or not faithfully."""
+    """A speaker encoder that cannot be exported to ONNX, or not faithfully.
+
+    Example
+    -------
+    >>> raise OnnxExportError("cannot export X: its submodule 'a' (Y) ...")
+    Traceback (most recent call last):
+    ...
+    speechbrain_trkd.onnx_export.OnnxExportError: cannot export X: ...
+    """
 
 
 @functools.cache
@@ -118,7 +126,25 @@ class EmbeddingGraph(torch.nn.Module):
         self.embedding_model = embedding_model
 
     def forward(self, features):
-        """Embeds whole utterances (every frame counts)."""
+        """Embeds whole utterances (every frame counts).
+
+        Arguments
+        ---------
+        features : torch.Tensor
+            ``[batch, frames, n_mels]`` from :func:`speaker_features`.
+
+        Returns
+        -------
+        torch.Tensor
+            Embeddings ``[batch, dim]``.
+
+        Example
+        -------
+        >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+        >>> model = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=4)
+        >>> EmbeddingGraph(model).eval()(torch.randn(2, 50, 80)).shape
+        torch.Size([2, 4])
+        """
         return self.embedding_model(features).flatten(1)
 
 
