@@ -15,9 +15,10 @@ hparams defaults: ECAPA-512, -256, -128 and the ResNet) and each backend
   CPU thread (``torch.set_num_threads(1)``, ONNX Runtime
   ``intra_op_num_threads=1``): the median of ``--repeats`` runs from the
   waveform, features included; the features alone are a row of their own.
-  The runs go round-robin over every (model, backend), so a change in the
-  machine's load hits all of them alike, and each latency is also given as
-  a ratio to the reference (the first model, the teacher) on PyTorch.
+  The runs go round-robin over every (duration, model, backend), so a
+  change in the machine's load hits all of them alike, and each latency is
+  also given as a ratio to the reference (the first model, the teacher) on
+  PyTorch.
 
 Students are built from the training hparams files the way
 ``export_student.py`` writes them (the ``inference_hparams`` template with
@@ -320,23 +321,28 @@ def measure(names, teacher_folder, durations, repeats, warmup=2):
     with tempfile.TemporaryDirectory() as work_dir:
         built = build_models(names, teacher_folder, work_dir)
         generator = torch.Generator().manual_seed(0)
-        latency = {}
+        runners = {}
         for duration in durations:
             wav = 0.1 * torch.randn(
                 1, int(duration * SAMPLE_RATE), generator=generator
             )
-            runners = {("features", ""): lambda wav=wav: speaker_features(wav)}
+            runners[(duration, "features", "")] = lambda wav=wav: (
+                speaker_features(wav)
+            )
             for name, info in built.items():
                 for backend in BACKENDS:
-                    runners[(name, backend)] = _runner(
+                    runners[(duration, name, backend)] = _runner(
                         backend,
                         info["model"],
                         info["sessions"].get(backend),
                         wav,
                         info["n_mels"],
                     )
-            medians = round_robin_medians(runners, repeats, warmup)
-            latency[duration] = medians
+        # One round-robin over every duration too: a change of load hits all.
+        medians = round_robin_medians(runners, repeats, warmup)
+        latency = {duration: {} for duration in durations}
+        for (duration, name, backend), seconds in medians.items():
+            latency[duration][(name, backend)] = seconds
         reference = (names[0], "pytorch")
         rows.append(_row("features", "", None, latency, durations, reference))
         for name, info in built.items():
@@ -450,7 +456,7 @@ def format_markdown(rows, command, environment):
         "- Latency: one utterance (random noise of that duration), from the "
         "waveform to the embedding, features included (their own row gives "
         "them alone), on 1 CPU thread; the median of the runs, every "
-        "(model, backend) timed in turn. The ratio (ref.) is to the "
+        "(duration, model, backend) timed in turn. The ratio (ref.) is to the "
         f"{reference} on PyTorch in the same run: compare ratios across "
         "machines, not milliseconds.",
         "- MACs: multiply-adds of the matrix products and convolutions "
