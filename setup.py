@@ -5,6 +5,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+# Tested together with torch 2.11.0 (speechbrain_trkd/onnx_export.py).
+DEPLOY = ["onnx==1.23.2", "onnxruntime==1.32.0"]
 
 setup(
     name="speechbrain-trkd",
@@ -30,7 +32,15 @@ setup(
         "soundfile",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff", "hypothesis", "yamllint"],
+        "dev": [
+            "pytest>=8",
+            "ruff",
+            "hypothesis",
+            "yamllint",
+            *DEPLOY,
+        ],
+        # ONNX export (export_student.py --onnx) and ONNX Runtime inference.
+        "deploy": DEPLOY,
         "plots": ["matplotlib"],
     },
     classifiers=[

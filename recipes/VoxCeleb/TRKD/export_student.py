@@ -10,12 +10,18 @@ To run, with the training hparams file and overrides of the run to export
 (its best checkpoint, by validation error, is exported)::
 
     python export_student.py hparams/ecapa_to_small.yaml --data_folder=... \\
-        [--export_folder=...]
+        [--export_folder=...] [--onnx] [--onnx_int8]
+
+``--onnx`` adds ``embedding_model.onnx`` to the folder, an ONNX graph from
+the normalised features ``[batch, frames, 80]`` to the embeddings ``[batch,
+192]``; ``--onnx_int8`` also its dynamic int8 copy,
+``embedding_model.int8.onnx`` (see ``speechbrain_trkd/onnx_export.py``).
 
 Authors
  * speechbrain-trkd developers 2026
 """
 
+import argparse
 import io
 import os
 import shutil
@@ -387,8 +393,49 @@ def export_from_hparams(hparams, card_info=None):
     )
 
 
+def parse_onnx_flags(argv):
+    """Splits the ONNX flags off the command line.
+
+    ``--onnx`` also writes ``embedding_model.onnx`` (features to
+    embeddings, see ``speechbrain_trkd.onnx_export``); ``--onnx_int8``
+    writes its dynamic int8 copy too. Both need the ``deploy`` extra.
+
+    Arguments
+    ---------
+    argv : list of str
+        The command line (without the program name).
+
+    Returns
+    -------
+    tuple
+        ``(flags, rest)``: an ``argparse.Namespace`` and the arguments
+        left for ``speechbrain.parse_arguments``.
+
+    Example
+    -------
+    >>> flags, rest = parse_onnx_flags(["h.yaml", "--onnx", "--seed=3"])
+    >>> flags.onnx, flags.onnx_int8, rest
+    (True, False, ['h.yaml', '--seed=3'])
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--onnx", action="store_true")
+    parser.add_argument("--onnx_int8", action="store_true")
+    return parser.parse_known_args(argv)
+
+
 if __name__ == "__main__":
-    hparams_file, _, overrides = sb.parse_arguments(sys.argv[1:])
+    onnx_flags, arguments = parse_onnx_flags(sys.argv[1:])
+    hparams_file, _, overrides = sb.parse_arguments(arguments)
     with open(hparams_file, encoding="utf-8") as fin:
         loaded = load_hyperpyyaml(fin, overrides)
-    print(export_from_hparams(loaded))
+    folder = export_from_hparams(loaded)
+    if onnx_flags.onnx or onnx_flags.onnx_int8:
+        from speechbrain_trkd.onnx_export import export_onnx_files
+
+        export_onnx_files(
+            loaded["embedding_model"],
+            folder,
+            n_mels=loaded.get("n_mels", 80),
+            int8=onnx_flags.onnx_int8,
+        )
+    print(folder)

@@ -53,6 +53,7 @@ from speechbrain.utils.distributed import infer_device, run_on_main
 from speechbrain.utils.fetching import FetchConfig
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_trkd.onnx_export import speaker_features
 from speechbrain_trkd.plots import write_verification_plots
 from speechbrain_trkd.scoring import (
     PLDABackend,
@@ -491,7 +492,14 @@ def pretrained_encode_fn(encoder, normalize=False):
         )
 
     def encode(wavs, wav_lens):
-        return encoder.encode_batch(wavs, wav_lens, normalize=normalize)
+        # encode_batch's steps, with the features an ONNX export is fed.
+        n_mels = encoder.hparams.n_mels
+        feats = speaker_features(wavs, wav_lens, n_mels=n_mels)
+        embeddings = encoder.mods.embedding_model(feats, wav_lens)
+        if normalize:
+            ones = torch.ones(len(embeddings), device=embeddings.device)
+            embeddings = encoder.hparams.mean_var_norm_emb(embeddings, ones)
+        return embeddings
 
     return encode
 

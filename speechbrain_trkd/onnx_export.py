@@ -1,0 +1,550 @@
+"""ONNX export of speaker encoders, int8 quantisation and their features.
+
+SpeechBrain's ``Fbank`` does not export to ONNX, so the features stay in
+Python: :func:`speaker_features` (80 filterbank energies, mean-normalised
+per utterance, as in ``hparams/inference/*.yaml``) feeds both the PyTorch
+scoring path and an ONNX Runtime session. The exported graph maps features
+``[batch, frames, n_mels]`` to embeddings ``[batch, dim]``, both batch and
+frames dynamic, for ECAPA-TDNN and ResNet encoders alike. A batch of the
+graph holds utterances of one length: it takes no lengths, so a padded
+frame counts as speech (:func:`onnx_encode_fn` runs each utterance alone).
+
+Needs the ``deploy`` extra (``pip install -e ".[deploy]"``): ``onnx`` and
+``onnxruntime``.
+
+Example
+-------
+>>> import tempfile
+>>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+>>> model = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=16).eval()
+>>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+>>> session = onnx_session(path)
+>>> feats = speaker_features(torch.randn(1, 16000))
+>>> session.run(None, {"features": feats.numpy()})[0].shape
+(1, 16)
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import contextlib
+import functools
+import io
+import os
+import tempfile
+import warnings
+from unittest import mock
+
+import speechbrain.lobes.models.ECAPA_TDNN as ecapa_tdnn
+import torch
+from speechbrain.lobes.features import Fbank
+from speechbrain.processing.features import InputNormalization
+
+ONNX_FILE = "embedding_model.onnx"
+INT8_FILE = "embedding_model.int8.onnx"
+INPUT_NAME = "features"
+OUTPUT_NAME = "embedding"
+# The exported graph must match PyTorch to this cosine on a check input of
+# another batch size and length than the tracing one.
+MIN_EXPORT_COSINE = 0.9999
+
+
+class OnnxExportError(RuntimeError):
+    """A speaker encoder that cannot be exported to ONNX, or not faithfully.
+
+    Example
+    -------
+    >>> raise OnnxExportError("cannot export X: its submodule 'a' (Y) ...")
+    Traceback (most recent call last):
+    ...
+    speechbrain_trkd.onnx_export.OnnxExportError: cannot export X: ...
+    """
+
+
+@functools.cache
+def _feature_modules(n_mels):
+    """One Fbank and one sentence mean normaliser per feature size."""
+    normalizer = InputNormalization(norm_type="sentence", std_norm=False)
+    return Fbank(n_mels=n_mels), normalizer.eval()
+
+
+def speaker_features(wavs, wav_lens=None, n_mels=80):
+    """The encoder's input: mean-normalised log Mel filterbank energies.
+
+    SpeechBrain's ``Fbank(n_mels)`` (25 ms windows every 10 ms, 16 kHz)
+    followed by ``InputNormalization(norm_type="sentence", std_norm=False)``:
+    each utterance's mean over its own frames is subtracted. These are the
+    modules of ``hparams/inference/*.yaml`` and of the training hparams.
+
+    Arguments
+    ---------
+    wavs : torch.Tensor
+        Waveforms ``[batch, samples]`` (or one ``[samples]``), 16 kHz.
+    wav_lens : torch.Tensor, optional
+        Relative lengths ``[batch]`` of zero-padded waveforms (1.0 = the
+        longest); by default every waveform is whole.
+    n_mels : int
+        Filterbank channels.
+
+    Returns
+    -------
+    torch.Tensor
+        Features ``[batch, frames, n_mels]``, float32.
+
+    Example
+    -------
+    >>> feats = speaker_features(torch.randn(2, 16000))
+    >>> feats.shape, bool(feats.mean(dim=1).abs().max() < 1e-4)
+    (torch.Size([2, 101, 80]), True)
+    """
+    if wavs.ndim == 1:
+        wavs = wavs.unsqueeze(0)
+    if wav_lens is None:
+        wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
+    fbank, normalizer = _feature_modules(n_mels)
+    return normalizer(fbank(wavs.float()), wav_lens)
+
+
+class EmbeddingGraph(torch.nn.Module):
+    """What is exported: features ``[B, T, F]`` to embeddings ``[B, D]``.
+
+    Arguments
+    ---------
+    embedding_model : torch.nn.Module
+        A SpeechBrain speaker encoder, ``model(feats) -> [B, 1, D]`` (ECAPA)
+        or ``[B, D]`` (ResNet).
+
+    Example
+    -------
+    >>> graph = EmbeddingGraph(torch.nn.Linear(80, 4))
+    >>> graph(torch.randn(2, 1, 80)).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, embedding_model):
+        super().__init__()
+        self.embedding_model = embedding_model
+
+    def forward(self, features):
+        """Embeds whole utterances (every frame counts).
+
+        Arguments
+        ---------
+        features : torch.Tensor
+            ``[batch, frames, n_mels]`` from :func:`speaker_features`.
+
+        Returns
+        -------
+        torch.Tensor
+            Embeddings ``[batch, dim]``.
+
+        Example
+        -------
+        >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+        >>> model = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=4)
+        >>> EmbeddingGraph(model).eval()(torch.randn(2, 50, 80)).shape
+        torch.Size([2, 4])
+        """
+        return self.embedding_model(features).flatten(1)
+
+
+def _broadcast_length_mask(length, max_len=None, dtype=None, device=None):
+    """SpeechBrain's ``length_to_mask``, broadcast instead of expanded."""
+    mask = torch.arange(max_len, device=length.device) < length.unsqueeze(1)
+    return mask.to(dtype=dtype or length.dtype, device=device or length.device)
+
+
+@contextlib.contextmanager
+def _traceable_masks():
+    """ECAPA's pooling masks with a batch size that stays dynamic.
+
+    SpeechBrain's ``length_to_mask`` expands to ``len(length)``, a Python
+    int that tracing freezes: the exported ECAPA then fails on any other
+    batch size (both exporters of torch 2.11). The broadcast mask is equal.
+    """
+    with mock.patch.object(
+        ecapa_tdnn, "length_to_mask", _broadcast_length_mask
+    ):
+        yield
+
+
+def _trace_to_onnx(module, args, destination, opset, dynamic=True):
+    """``torch.onnx.export`` with the settings of this module.
+
+    The TorchScript exporter (``dynamo=False``): it exports ECAPA-128 in
+    about 1 s against about 20 s for the dynamo one, with the same
+    embeddings, and needs no ``onnxscript``.
+    """
+    axes = None
+    if dynamic:
+        axes = {
+            INPUT_NAME: {0: "batch", 1: "frames"},
+            OUTPUT_NAME: {0: "batch"},
+        }
+    with _traceable_masks(), warnings.catch_warnings():
+        # Chosen on purpose (see above), and folding is only skipped.
+        warnings.filterwarnings("ignore", "You are using the legacy")
+        warnings.filterwarnings("ignore", "Constant folding")
+        warnings.filterwarnings("ignore", "The feature will be removed")
+        torch.onnx.export(
+            module,
+            args,
+            destination,
+            input_names=[INPUT_NAME] if dynamic else None,
+            output_names=[OUTPUT_NAME] if dynamic else None,
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def _module_inputs(graph, example):
+    """The positional inputs each submodule got in one forward pass."""
+    inputs = {}
+
+    def record(name, module, args):
+        inputs.setdefault(name, args)
+
+    hooks = [
+        module.register_forward_pre_hook(functools.partial(record, name))
+        for name, module in graph.named_modules()
+        if name
+    ]
+    try:
+        graph(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return inputs
+
+
+def _exports(module, args, opset):
+    """Whether ``module`` alone exports with ``args``."""
+    try:
+        _trace_to_onnx(module, args, io.BytesIO(), opset, dynamic=False)
+    except Exception:
+        return False
+    return True
+
+
+def failing_module(graph, example, opset=17):
+    """The innermost submodule that does not export, by its dotted name.
+
+    Each submodule is exported alone with the positional inputs it got in
+    a forward pass; the search descends into the first child that fails
+    (looking through containers that are never called, like a
+    ``ModuleList``) until no child of the current module fails.
+
+    Arguments
+    ---------
+    graph : torch.nn.Module
+        The model that failed to export.
+    example : torch.Tensor
+        Its example input.
+    opset : int
+        ONNX opset.
+
+    Returns
+    -------
+    tuple
+        ``(name, module)``; ``("", graph)`` when no submodule fails alone.
+
+    Example
+    -------
+    >>> class Eig(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return torch.linalg.eigvals(x).real
+    >>> model = torch.nn.Sequential(torch.nn.Identity(), Eig())
+    >>> name, module = failing_module(model, torch.randn(2, 3, 3))
+    >>> name, type(module).__name__
+    ('1', 'Eig')
+    """
+    inputs = _module_inputs(graph, example)
+    path, module = "", graph
+    while True:
+        for full, child in _called_children(module, path, inputs):
+            if not _exports(child, inputs[full], opset):
+                path, module = full, child
+                break
+        else:
+            return path, module
+
+
+def _called_children(module, path, inputs):
+    """The nearest submodules that were called, seen through containers."""
+    for name, child in module.named_children():
+        full = f"{path}.{name}" if path else name
+        if full in inputs:
+            yield full, child
+        else:  # e.g. a ModuleList: never called itself
+            yield from _called_children(child, full, inputs)
+
+
+def _check_export(graph, path, n_mels):
+    """Raises unless ONNX Runtime matches PyTorch on a new batch and length.
+
+    A shape frozen while tracing (a ``len()`` or ``.item()`` in the model)
+    shows up here, as a failure or as a different embedding.
+    """
+    seeded = torch.Generator().manual_seed(0)
+    check = torch.randn(3, 157, n_mels, generator=seeded)
+    with torch.no_grad():
+        expected = graph(check)
+    try:
+        got = onnx_session(path).run(None, {INPUT_NAME: check.numpy()})[0]
+    except Exception as error:
+        raise OnnxExportError(
+            f"{path} fails in ONNX Runtime on features {list(check.shape)} "
+            f"(the export used another batch size and length): {error}"
+        ) from error
+    cosine = torch.nn.functional.cosine_similarity(
+        torch.from_numpy(got), expected, dim=1
+    )
+    if not cosine.min() >= MIN_EXPORT_COSINE:
+        raise OnnxExportError(
+            f"{path} disagrees with PyTorch on features {list(check.shape)}: "
+            f"cosine {cosine.min().item():.6f} < {MIN_EXPORT_COSINE}"
+        )
+
+
+def export_onnx(embedding_model, path, n_mels=80, opset=17):
+    """Exports a speaker encoder as an ONNX graph of features to embeddings.
+
+    The graph's input ``features`` is ``[batch, frames, n_mels]`` (from
+    :func:`speaker_features`), its output ``embedding`` is ``[batch, dim]``;
+    batch and frames are dynamic. The export is then checked in ONNX
+    Runtime on another batch size and length. A model that does not export
+    raises :class:`OnnxExportError` naming the innermost submodule at fault.
+
+    Arguments
+    ---------
+    embedding_model : torch.nn.Module
+        The encoder (ECAPA-TDNN, ResNet, ...); exported in eval mode, its
+        mode restored afterwards.
+    path : str
+        The ``.onnx`` file to write (replaced atomically).
+    n_mels : int
+        Feature size.
+    opset : int
+        ONNX opset.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Example
+    -------
+    >>> class Eig(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return torch.linalg.eigvals(x[:, :2, :2]).real
+    >>> try:
+    ...     export_onnx(torch.nn.Sequential(Eig()), "/tmp/never.onnx")
+    ... except OnnxExportError as error:
+    ...     print(error)
+    cannot export Sequential to ONNX: its submodule '0' (Eig) does not
+    export: Exporting the operator 'aten::linalg_eigvals' ...
+    """
+    was_training = embedding_model.training
+    # The exporter restores the root's mode, recursively: eval it is.
+    graph = EmbeddingGraph(embedding_model).eval()
+    example = torch.randn(2, 200, n_mels)
+    tmp = f"{path}.tmp"
+    try:
+        with torch.no_grad():
+            try:
+                graph(example)
+            except Exception as error:
+                raise OnnxExportError(
+                    f"{type(embedding_model).__name__} fails in PyTorch on "
+                    f"features {list(example.shape)}: {error}"
+                ) from error
+            try:
+                _trace_to_onnx(graph, (example,), tmp, opset)
+            except Exception as error:
+                raise OnnxExportError(
+                    _failure_message(graph, example, opset, error)
+                ) from error
+            _check_export(graph, tmp, n_mels)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    finally:
+        embedding_model.train(was_training)
+    os.replace(tmp, path)
+    return path
+
+
+def _failure_message(graph, example, opset, error):
+    """Names the submodule behind an export error."""
+    name, module = failing_module(graph, example, opset)
+    model = type(graph.embedding_model).__name__
+    reason = str(error).strip().splitlines()[0] if str(error) else repr(error)
+    if not name:
+        return f"cannot export {model} to ONNX: {reason}"
+    name = name.removeprefix("embedding_model.").removeprefix("embedding_model")
+    return (
+        f"cannot export {model} to ONNX: its submodule '{name or model}' "
+        f"({type(module).__name__}) does not export: {reason}"
+    )
+
+
+def quantize_int8(onnx_path, int8_path=None):
+    """Dynamic int8 quantisation with ONNX Runtime's quantiser.
+
+    Weights are stored as int8 (per tensor); activations are quantised at
+    run time. The graph is first pre-processed (shape inference and graph
+    optimisation), as ONNX Runtime recommends.
+
+    Arguments
+    ---------
+    onnx_path : str
+        The float32 graph.
+    int8_path : str, optional
+        Where to write; by default ``<name>.int8.onnx`` beside it.
+
+    Returns
+    -------
+    str
+        The int8 file.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.ResNet import ResNet
+    >>> model = ResNet(80, channels=[4, 4, 4, 4], block_sizes=[1, 1, 1, 1],
+    ...                lin_neurons=8)
+    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> os.path.basename(quantize_int8(path))
+    'm.int8.onnx'
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if int8_path is None:
+        int8_path = os.path.splitext(onnx_path)[0] + ".int8.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = os.path.join(tmp, "prepared.onnx")
+        quant_pre_process(onnx_path, prepared)
+        quantize_dynamic(
+            prepared, int8_path + ".tmp", weight_type=QuantType.QInt8
+        )
+    os.replace(int8_path + ".tmp", int8_path)
+    return int8_path
+
+
+def export_onnx_files(embedding_model, folder, n_mels=80, int8=False):
+    """Writes ``embedding_model.onnx`` (and its int8 copy) into a folder.
+
+    Arguments
+    ---------
+    embedding_model : torch.nn.Module
+        The encoder.
+    folder : str
+        An exported model folder (``export_student.py``).
+    n_mels : int
+        Feature size.
+    int8 : bool
+        Also write ``embedding_model.int8.onnx`` (:func:`quantize_int8`).
+
+    Returns
+    -------
+    list of str
+        The files written.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    >>> model = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=4)
+    >>> files = export_onnx_files(model, tempfile.mkdtemp(), int8=True)
+    >>> [os.path.basename(path) for path in files]
+    ['embedding_model.onnx', 'embedding_model.int8.onnx']
+    """
+    onnx_path = os.path.join(folder, ONNX_FILE)
+    files = [export_onnx(embedding_model, onnx_path, n_mels)]
+    if int8:
+        files.append(quantize_int8(onnx_path, os.path.join(folder, INT8_FILE)))
+    return files
+
+
+def onnx_session(path, num_threads=1):
+    """An ONNX Runtime CPU session.
+
+    Arguments
+    ---------
+    path : str
+        An ``.onnx`` file.
+    num_threads : int
+        Threads within an operator (``intra_op_num_threads``).
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+        Run it with ``session.run(None, {"features": feats.numpy()})``.
+
+    Example
+    -------
+    >>> onnx_session("/no/such.onnx")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: /no/such.onnx does not exist
+    """
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(
+            "ONNX Runtime is not installed: pip install -e '.[deploy]'"
+        ) from error
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(
+        path, options, providers=["CPUExecutionProvider"]
+    )
+
+
+def onnx_encode_fn(session, n_mels=80):
+    """An ``encode_fn(wavs, wav_lens)`` for ``compute_embeddings``.
+
+    Each waveform is cut to its own length and embedded alone, since the
+    graph takes no lengths.
+
+    Arguments
+    ---------
+    session : onnxruntime.InferenceSession
+        From :func:`onnx_session`.
+    n_mels : int
+        Feature size of the graph.
+
+    Returns
+    -------
+    callable
+        ``encode(wavs [B, T], wav_lens [B]) -> torch.Tensor [B, D]``.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    >>> model = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=4)
+    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> encode = onnx_encode_fn(onnx_session(path))
+    >>> wavs = torch.cat([torch.randn(1, 8000), torch.zeros(1, 8000)], 1)
+    >>> both = encode(torch.cat([wavs, wavs[:, :8000].repeat(1, 2)]),
+    ...               torch.tensor([0.5, 1.0]))
+    >>> alone = encode(wavs[:, :8000], torch.ones(1))
+    >>> both.shape, torch.allclose(both[0], alone[0])
+    (torch.Size([2, 4]), True)
+    """
+
+    def encode(wavs, wav_lens):
+        embeddings = []
+        for wav, rel_len in zip(wavs.cpu(), wav_lens.cpu(), strict=True):
+            wav = wav[: int(torch.round(rel_len * wavs.shape[1]))]
+            feats = speaker_features(wav, n_mels=n_mels)
+            outputs = session.run(None, {INPUT_NAME: feats.numpy()})
+            embeddings.append(torch.from_numpy(outputs[0]))
+        return torch.cat(embeddings)
+
+    return encode

@@ -1,0 +1,207 @@
+"""ONNX export: parity with PyTorch, caught perturbations, clear failures."""
+
+import math
+import shlex
+import subprocess
+import sys
+
+import pytest
+import torch
+from recipe_runner import RECIPE_ROWS, REPO, row_id
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+from speechbrain.lobes.models.ResNet import ResNet
+
+from speechbrain_trkd.onnx_export import (
+    INT8_FILE,
+    MIN_EXPORT_COSINE,
+    ONNX_FILE,
+    OnnxExportError,
+    export_onnx,
+    onnx_encode_fn,
+    onnx_session,
+    quantize_int8,
+    speaker_features,
+)
+
+pytest.importorskip("onnxruntime", reason="needs the deploy extra")
+
+LENGTHS_S = (0.4, 1.3, 3.7)
+
+
+def voiced_audio(seconds, seed):
+    """A voice-like test signal: harmonics of a gliding pitch, in bursts."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * 16000)) / 16000
+    pitch = 110 + 60 * torch.rand(1, generator=gen) + 20 * torch.sin(3 * t)
+    phase = 2 * math.pi * torch.cumsum(pitch / 16000, dim=0)
+    voice = sum(torch.sin(k * phase) / k for k in range(1, 12))
+    bursts = (torch.sin(2 * math.pi * 3 * t) > -0.3).float()
+    noise = 0.01 * torch.randn(len(t), generator=gen)
+    return 0.1 * voice * bursts + noise
+
+
+def small_ecapa():
+    torch.manual_seed(0)
+    return ECAPA_TDNN(80, channels=[32, 32, 32, 32, 96], lin_neurons=24)
+
+
+def small_resnet():
+    torch.manual_seed(0)
+    return ResNet(
+        80, channels=[8, 8, 16, 16], block_sizes=[1, 1, 1, 1], lin_neurons=24
+    )
+
+
+def worst_cosine(model, session, seconds=LENGTHS_S):
+    """Worst cosine between PyTorch and ONNX Runtime on generated audio."""
+    encode = onnx_encode_fn(session)
+    cosines = []
+    for seed, duration in enumerate(seconds):
+        wav = voiced_audio(duration, seed).unsqueeze(0)
+        with torch.no_grad():
+            expected = model.eval()(speaker_features(wav)).flatten(1)
+        got = encode(wav, torch.ones(1))
+        cosines.append(torch.cosine_similarity(got, expected).item())
+    return min(cosines)
+
+
+@pytest.fixture(params=["ecapa", "resnet"])
+def exported(request, tmp_path):
+    """A small encoder of each family and its ONNX session."""
+    model = small_ecapa() if request.param == "ecapa" else small_resnet()
+    path = export_onnx(model, str(tmp_path / "model.onnx"))
+    return model, path
+
+
+def test_parity_on_audio_of_several_lengths(exported):
+    model, path = exported
+    assert worst_cosine(model, onnx_session(path)) >= MIN_EXPORT_COSINE
+
+
+def test_a_perturbed_weight_is_caught(exported):
+    """The parity check fails when the two sides differ by one weight."""
+    model, path = exported
+    session = onnx_session(path)
+    weight = next(p for n, p in model.named_parameters() if "conv" in n)
+    with torch.no_grad():
+        weight[0].add_(0.5 * weight[0].abs().max() + 0.1)
+    assert worst_cosine(model, session) < MIN_EXPORT_COSINE
+
+
+def test_dynamic_batch_and_length(exported):
+    """One run of a batch equals the runs of its utterances alone."""
+    _, path = exported
+    session = onnx_session(path)
+    wavs = torch.stack([voiced_audio(1.1, seed) for seed in range(3)])
+    feats = speaker_features(wavs)
+    batch = session.run(None, {"features": feats.numpy()})[0]
+    alone = [session.run(None, {"features": f[None].numpy()})[0] for f in feats]
+    assert batch.shape == (3, 24)
+    for row, single in zip(batch, alone, strict=True):
+        assert torch.allclose(
+            torch.tensor(row), torch.tensor(single[0]), atol=1e-5
+        )
+
+
+def test_int8_stays_close_and_is_smaller(tmp_path):
+    model = small_ecapa()
+    path = export_onnx(model, str(tmp_path / "model.onnx"))
+    int8 = quantize_int8(path)
+    assert (tmp_path / "model.int8.onnx").stat().st_size < (
+        tmp_path / "model.onnx"
+    ).stat().st_size
+    assert worst_cosine(model, onnx_session(int8)) > 0.9
+
+
+class Spectrum(torch.nn.Module):
+    """An operator ONNX has no export for."""
+
+    def forward(self, x):
+        return torch.linalg.eigvals(x[..., :2, :2]).real.sum() + x
+
+
+class WithSpectrum(torch.nn.Module):
+    """An ECAPA block followed by :class:`Spectrum`."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+        self.spectrum = Spectrum()
+
+    def forward(self, x, lengths=None):
+        return self.spectrum(self.block(x, lengths=lengths))
+
+
+def test_unexportable_module_is_named(tmp_path):
+    model = small_ecapa()
+    model.blocks[2] = WithSpectrum(model.blocks[2])
+    with pytest.raises(OnnxExportError) as error:
+        export_onnx(model, str(tmp_path / "model.onnx"))
+    message = str(error.value)
+    assert "'blocks.2.spectrum' (Spectrum)" in message, message
+    assert "linalg_eigvals" in message
+    assert not list(tmp_path.iterdir())
+
+
+def test_pytorch_scoring_path_uses_the_same_features(tmp_path):
+    """``pretrained_encode_fn`` equals ``EncoderClassifier.encode_batch``."""
+    sys.path.insert(0, str(REPO / "recipes" / "VoxCeleb" / "TRKD"))
+    import export_student
+    import speaker_verification
+    from speechbrain.dataio.encoder import CategoricalEncoder
+    from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+    from speechbrain.processing.features import InputNormalization
+
+    labels = CategoricalEncoder()
+    labels.update_from_iterable(["a", "b"])
+    labels.save(str(tmp_path / "label_encoder.txt"))
+    folder = export_student.export_model(
+        small_ecapa().eval(),
+        Classifier(24, out_neurons=2),
+        str(tmp_path / "label_encoder.txt"),
+        "inference/ecapa.yaml",
+        {"channels": 32, "emb_dim": 24, "out_n_neurons": 2},
+        str(tmp_path / "export"),
+        {"title": "t", "description": "d"},
+    )
+    norm = InputNormalization(norm_type="global", std_norm=False)
+    norm(torch.randn(4, 1, 24), torch.ones(4))  # fit a global mean
+    norm._save(f"{folder}/mean_var_norm_emb.ckpt")
+    encoder = speaker_verification.load_pretrained_encoder(folder, "cpu")
+    wavs = torch.stack([voiced_audio(1.0, 0), voiced_audio(1.0, 1)])
+    wavs[1, 9000:] = 0
+    lens = torch.tensor([1.0, 0.5625])
+    for normalize in (False, True):
+        encode = speaker_verification.pretrained_encode_fn(encoder, normalize)
+        expected = encoder.encode_batch(wavs, lens, normalize=normalize)
+        assert torch.equal(encode(wavs, lens), expected)
+
+
+def test_export_student_writes_onnx_that_matches(recipe_runner, tmp_path):
+    """A trained run exported as a user would: ``--onnx_int8``."""
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    row = next(r for r in RECIPE_ROWS if row_id(r) == "ecapa_to_small")
+    output = recipe_runner.run(row, name="ecapa_to_small_export", debug=False)
+    folder = tmp_path / "exported"
+    command = [
+        sys.executable,
+        str(REPO / "recipes/VoxCeleb/TRKD/export_student.py"),
+        f"{output}/hyperparams.yaml",
+        f"--export_folder={folder}",
+        "--onnx_int8",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, (
+        f"{shlex.join(command)}:\n{result.stderr[-3000:]}"
+    )
+    encoder = EncoderClassifier.from_hparams(
+        source=str(folder), savedir=str(tmp_path / "loaded")
+    )
+    wav = voiced_audio(2.0, 5).unsqueeze(0)
+    expected = encoder.encode_batch(wav).squeeze(1)
+    for name, min_cosine in ((ONNX_FILE, MIN_EXPORT_COSINE), (INT8_FILE, 0.9)):
+        got = onnx_encode_fn(onnx_session(str(folder / name)))(
+            wav, torch.ones(1)
+        )
+        assert torch.cosine_similarity(got, expected).item() >= min_cosine
