@@ -1702,7 +1702,10 @@ def write_report(config, teacher, throughput, invocations):
         files.append(det_path)
     files.append(os.path.join(results, "results.md"))
     with open(files[-1], "w", encoding="utf-8") as fout:
-        fout.write("\n".join(lines) + "\n")
+        # Paths beside the checkout are shown as a reader at its root
+        # would type them (../shared/...).
+        text = "\n".join(lines) + "\n"
+        fout.write(text.replace(str(REPO.parent) + os.sep, ".." + os.sep))
     return files
 
 
