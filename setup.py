@@ -34,9 +34,11 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
-            "ruff",
+            "ruff==0.17.6",
+            "codespell",
             "hypothesis",
             "yamllint",
+            "matplotlib",
             *DEPLOY,
         ],
         # ONNX export (export_student.py --onnx) and ONNX Runtime inference.

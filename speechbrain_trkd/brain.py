@@ -16,7 +16,7 @@ Logits for distillation are the classifiers' cosine scores times ``kd_scale``
 SpeechBrain checkpoints, so that a resumed run continues the curve exactly.
 
 Authors
- * speechbrain-trkd contributors
+ * speechbrain-trkd developers 2026
 """
 
 import json

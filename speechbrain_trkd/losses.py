@@ -24,7 +24,7 @@ Conventions shared by every logit loss:
   loss.
 
 Authors
- * speechbrain-trkd contributors 2026
+ * speechbrain-trkd developers 2026
 """
 
 import contextlib

@@ -21,7 +21,7 @@ PNGs with the Agg canvas, so that nothing touches pyplot's global state or
 backend. Without matplotlib the writers log one line and return no file.
 
 Authors
- * speechbrain-trkd contributors 2026
+ * speechbrain-trkd developers 2026
 """
 
 import functools

@@ -13,7 +13,7 @@ They are converted to optimizer steps with ``set_steps_per_epoch``, which
 means that tau starts moving once ten full epochs are done.
 
 Authors
- * speechbrain-trkd contributors
+ * speechbrain-trkd developers 2026
 """
 
 import abc

@@ -19,7 +19,7 @@ Decision convention used throughout: a trial is accepted when its score is
 greater than or equal to the threshold.
 
 Authors
- * speechbrain-trkd contributors 2026
+ * speechbrain-trkd developers 2026
 """
 
 import math

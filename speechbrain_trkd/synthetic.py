@@ -22,7 +22,7 @@ Layout written under ``folder``::
 Training speakers are those that appear in no trial list, as in VoxCeleb.
 
 Authors
- * speechbrain-trkd contributors 2026
+ * speechbrain-trkd developers 2026
 """
 
 import csv

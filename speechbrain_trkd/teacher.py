@@ -9,7 +9,7 @@ even when the teacher was trained on more speakers (e.g. the Hub ECAPA teacher
 knows the 7,205 VoxCeleb1+2 speakers, a VoxCeleb2 student 5,994).
 
 Authors
- * speechbrain-trkd contributors
+ * speechbrain-trkd developers 2026
 """
 
 import torch

@@ -6,7 +6,7 @@ follows the definitions literally (Python loops and sorting), and all of
 them for gradients, dtypes, extreme logits and the DistillationLoss wrapper.
 
 Authors
- * speechbrain-trkd contributors 2026
+ * speechbrain-trkd developers 2026
 """
 
 import math

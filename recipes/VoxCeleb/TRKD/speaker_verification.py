@@ -30,7 +30,7 @@ cosine scores, and exported students have no such statistics: leaving it
 out scores teacher and students alike.
 
 Authors
- * speechbrain-trkd contributors 2026
+ * speechbrain-trkd developers 2026
 """
 
 import csv

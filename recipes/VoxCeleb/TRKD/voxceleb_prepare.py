@@ -19,7 +19,7 @@ official VoxCeleb1-O/E/H files (``veri_test2.txt``, ``list_test_all2.txt``,
 Download: https://www.robots.ox.ac.uk/~vgg/data/voxceleb/
 
 Authors
- * speechbrain-trkd contributors 2026
+ * speechbrain-trkd developers 2026
 """
 
 import csv
