@@ -2,7 +2,7 @@
 
 SpeechBrain's ``Fbank`` does not export to ONNX, so the features stay in
 Python: :func:`speaker_features` (80 filterbank energies, mean-normalised
-per utterance, as in ``hparams/inference/*.yaml``) feeds both the PyTorch
+per utterance, as in ``hparams/models/*.yaml``) feeds both the PyTorch
 scoring path and an ONNX Runtime session. The exported graph maps features
 ``[batch, frames, n_mels]`` to embeddings ``[batch, dim]``, both batch and
 frames dynamic, for ECAPA-TDNN and ResNet encoders alike. A batch of the
@@ -74,7 +74,7 @@ def speaker_features(wavs, wav_lens=None, n_mels=80):
     SpeechBrain's ``Fbank(n_mels)`` (25 ms windows every 10 ms, 16 kHz)
     followed by ``InputNormalization(norm_type="sentence", std_norm=False)``:
     each utterance's mean over its own frames is subtracted. These are the
-    modules of ``hparams/inference/*.yaml`` and of the training hparams.
+    modules of ``hparams/models/*.yaml`` and of the training hparams.
 
     Arguments
     ---------

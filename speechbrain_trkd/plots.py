@@ -499,11 +499,12 @@ def tau_curve(schedule, n_steps, max_points=2000):
 
     Example
     -------
-    >>> from speechbrain_trkd.schedules import LinearTauSchedule
-    >>> schedule = LinearTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=4)
-    >>> steps, taus = tau_curve(schedule, 8)
-    >>> steps.tolist(), taus.tolist()[:5]
-    ([0, 1, 2, 3, 4, 5, 6, 7, 8], [1.0, 0.875, 0.75, 0.625, 0.5])
+    >>> from speechbrain_trkd.schedules import ExponentialTauSchedule
+    >>> schedule = ExponentialTauSchedule(1.0, 0.5, gamma=0.25,
+    ...     start_epoch=0, stop_epoch=1, steps_per_epoch=2)
+    >>> steps, taus = tau_curve(schedule, 4)
+    >>> steps.tolist(), taus.tolist()
+    ([0, 1, 2, 3, 4], [1.0, 0.75, 0.5, 0.5, 0.5])
     """
     steps = numpy.unique(
         numpy.linspace(0, n_steps, min(max_points, n_steps + 1)).round()
@@ -584,9 +585,10 @@ def plot_tau(schedule, epochs, path):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_trkd.schedules import LinearTauSchedule
-    >>> schedule = LinearTauSchedule(1.0, 0.5, 0, 1, steps_per_epoch=4)
-    >>> path = plot_tau(schedule, [{"epoch": 1, "tau": 0.625}],
+    >>> from speechbrain_trkd.schedules import ExponentialTauSchedule
+    >>> schedule = ExponentialTauSchedule(1.0, 0.5, gamma=0.25,
+    ...     start_epoch=0, stop_epoch=1, steps_per_epoch=4)
+    >>> path = plot_tau(schedule, [{"epoch": 1, "tau": 0.5}],
     ...                 tempfile.mkdtemp() + "/tau.png")
     >>> path is None or os.path.getsize(path) > 0
     True
