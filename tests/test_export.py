@@ -72,7 +72,7 @@ def test_moved_export_loads_with_a_pretrained_path_override(tmp_path):
         embedding_model,
         Classifier(16, out_neurons=2),
         str(tmp_path / "label_encoder.txt"),
-        "inference/ecapa.yaml",
+        "models/ecapa.yaml",
         {"channels": 8, "emb_dim": 16, "out_n_neurons": 2},
         str(tmp_path / "first"),
         {"title": "A test", "description": "Untrained."},

@@ -159,7 +159,7 @@ def test_pytorch_scoring_path_uses_the_same_features(tmp_path):
         small_ecapa().eval(),
         Classifier(24, out_neurons=2),
         str(tmp_path / "label_encoder.txt"),
-        "inference/ecapa.yaml",
+        "models/ecapa.yaml",
         {"channels": 32, "emb_dim": 24, "out_n_neurons": 2},
         str(tmp_path / "export"),
         {"title": "t", "description": "d"},

@@ -234,6 +234,21 @@ def prepare_corpus(hparams, out):
     dict
         The overrides every stage shares: ``common_overrides`` plus the
         data folder, trial lists, preparation folder and speaker count.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> hparams = {
+    ...     "data_folder": None,
+    ...     "synthetic_corpus": {"n_train_speakers": 3, "n_dev_speakers": 2,
+    ...         "sessions_per_speaker": 2, "utterances_per_session": 2,
+    ...         "duration": [2.0, 2.5], "seed": 1},
+    ...     "common_overrides": {"seg_dur": 2.0, "seed": 1},
+    ... }
+    >>> common = prepare_corpus(hparams, tempfile.mkdtemp())
+    >>> common["out_n_neurons"], [os.path.basename(t) for t in
+    ...     common["verification_lists"]]
+    (3, ['O.txt'])
     """
     data_folder = hparams["data_folder"]
     if data_folder is None:
@@ -286,6 +301,14 @@ def run_stage(script, hparams_file, overrides, run_opts):
         The trained and scored brain.
     seconds : float
         The stage's wall time.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> script = SimpleNamespace(main=lambda argv: argv)  # echoes its argv
+    >>> argv, seconds = run_stage(script, "demo.yaml", {"lr": 0.1}, {})
+    >>> os.path.basename(argv[0]), argv[1:]
+    ('demo.yaml', ['--lr=0.1'])
     """
     tic = time.perf_counter()
     brain = script.main(
@@ -312,6 +335,22 @@ def write_results(runs, out):
     -------
     str
         The summary table (markdown), one row per model.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> runs = [
+    ...     {"model": "m", "seed": s, "params_M": 0.1, "time_s": 10.0,
+    ...      "O EER %": eer, "O minDCF 0.01": 0.5}
+    ...     for s, eer in ((1, 30.0), (2, 34.0))
+    ... ]
+    >>> out = tempfile.mkdtemp()
+    >>> print(write_results(runs, out))
+    | model | seeds | params_M | time_s | O EER % | O minDCF 0.01 |
+    |---|---|---|---|---|---|
+    | m | 2 | 0.10 | 10 | 32.00 ± 2.83 | 0.500 ± 0.000 |
+    >>> sorted(os.listdir(out))
+    ['results.csv', 'results.md']
     """
     models = dict.fromkeys(run["model"] for run in runs)
     table = markdown_table(
