@@ -281,6 +281,7 @@ def build_brain(argv, brain_class=TimedDistillationBrain):
         sample_rate=hparams["sample_rate"],
         random_chunk=hparams["random_chunk"],
         cache=cache,
+        cache_augment=train_trkd.cache_view_augmentation(hparams),
     )
     wav_augment = train_trkd.build_wav_augment(
         hparams["wav_augment"],
@@ -357,6 +358,7 @@ def loss_share(events, on_device):
 
 def _start_steps(brain, loader):
     """Readies a brain for ``fit_batch`` without running ``fit``."""
+    brain.steps_per_epoch = max(1, len(loader))  # for a per-step LR schedule
     brain.on_fit_start()
     schedule = getattr(brain.hparams, "tau_schedule", None)
     if schedule is not None and hasattr(schedule, "set_steps_per_epoch"):

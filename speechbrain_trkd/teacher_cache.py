@@ -10,8 +10,11 @@ classifier. Fast KD (Shen & Xing, ECCV 2022) stores soft labels per random
 crop in the same spirit.
 
 A view is a crop offset drawn from ``(seed, segment id, view)`` alone, so it
-is reproducible whatever the order, the batch or the machine. No
-augmentation is applied: the student must see the very crop the teacher saw.
+is reproducible whatever the order, the batch or the machine, plus, when the
+build is given one, an augmentation drawn from the same triple
+(``speechbrain_trkd.cache_views.ViewAugmentation``): the teacher embeds the
+augmented view, and the student's loader regenerates the same waveform, so
+the student sees the very view the teacher labelled.
 
 On disk (``folder``):
 
@@ -51,6 +54,7 @@ CHECKED_FIELDS = (
     "crop_seconds",
     "sample_rate",
     "precision",
+    "augmentation",
 )
 
 
@@ -143,8 +147,25 @@ def _read_json(path):
         raise ValueError(f"{path} is not valid JSON ({error})") from error
 
 
+def _first_difference(have, want, name):
+    """The dotted name and values of the first entry where two manifest
+    values differ, or None when they are equal."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        for key in sorted(set(have) | set(want), key=str):
+            found = _first_difference(
+                have.get(key), want.get(key), f"{name}.{key}"
+            )
+            if found is not None:
+                return found
+        return None
+    return None if have == want else (name, have, want)
+
+
 def check_manifest(manifest, expected, folder):
     """Raises if a cache was built from other inputs than ``expected``.
+
+    A mapping field (the augmentation's settings) names its first differing
+    entry, e.g. ``augmentation.clean_views``.
 
     Arguments
     ---------
@@ -163,21 +184,28 @@ def check_manifest(manifest, expected, folder):
     Traceback (most recent call last):
     ...
     ValueError: teacher cache cache was built with views=2, this run asks ...
+    >>> check_manifest({"augmentation": {"clean_views": 1}},
+    ...                {"augmentation": {"clean_views": 2}}, "cache")
+    Traceback (most recent call last):
+    ...
+    ValueError: ... built with augmentation.clean_views=1, this run asks ...
     """
     for field in CHECKED_FIELDS:
         if field not in expected:
             continue
-        have, want = manifest.get(field), expected[field]
-        if have != want:
+        found = _first_difference(manifest.get(field), expected[field], field)
+        if found is not None:
+            name, have, want = found
             raise ValueError(
-                f"teacher cache {folder} was built with {field}={have}, this "
-                f"run asks for {field}={want}; point --teacher_cache at "
+                f"teacher cache {folder} was built with {name}={have}, this "
+                f"run asks for {name}={want}; point --teacher_cache at "
                 "another folder to build a new cache, or change the run back"
             )
 
 
-def _embed_rows(embed_fn, read_crop, segments, rows, offsets, batch_size):
-    """Embeds every view of ``rows``; crops of equal length share a batch.
+def _embed_rows(embed_fn, read_view, rows, offsets, batch_size):
+    """Embeds every view of ``rows``; crops of equal length share a batch
+    (no padding, so a view's embedding does not depend on its batch).
 
     Returns ``{(row, view): embedding}`` as float32 numpy arrays.
     """
@@ -191,12 +219,7 @@ def _embed_rows(embed_fn, read_crop, segments, rows, offsets, batch_size):
             start, stop = offsets[row, view]
             by_length.setdefault(int(stop - start), []).append((row, view))
         for group in by_length.values():
-            wavs = torch.stack(
-                [
-                    read_crop(segments[row], *offsets[row, view].tolist())
-                    for row, view in group
-                ]
-            )
+            wavs = torch.stack([read_view(row, view) for row, view in group])
             lens = torch.ones(len(group))
             with torch.no_grad():
                 emb = embed_fn(wavs, lens).reshape(len(group), -1)
@@ -216,6 +239,7 @@ def build_teacher_cache(
     emb_dim,
     batch_size=32,
     rows_per_save=512,
+    augment=None,
 ):
     """Embeds ``options["views"]`` crops of every segment with the teacher.
 
@@ -247,6 +271,10 @@ def build_teacher_cache(
         Crops per teacher forward.
     rows_per_save : int
         Segments embedded between two progress records.
+    augment : speechbrain_trkd.cache_views.ViewAugmentation, optional
+        Augments each view before the teacher embeds it; its settings join
+        the manifest (field ``augmentation``), so a run can only read the
+        cache with the same augmentation.
 
     Returns
     -------
@@ -273,6 +301,9 @@ def build_teacher_cache(
     >>> cache.embedding(cache.row("s2"), 1).tolist()
     [220.5, 400.0]
     """
+    options = dict(
+        options, augmentation=augment.settings() if augment else None
+    )
     manifest_path = os.path.join(folder, MANIFEST_FILE)
     if os.path.isfile(manifest_path):
         cache = TeacherCache(folder, expected=options)
@@ -337,11 +368,14 @@ def build_teacher_cache(
             shape=(len(ids), views, int(emb_dim)),
         )
         _write_json_atomic(progress_path, {"build": build, "rows_done": 0})
+
+    def read_view(row, view):
+        wav = read_crop(segments[row], *offsets[row, view].tolist())
+        return augment(wav, ids[row], view) if augment else wav
+
     while done < len(ids):
         rows = range(done, min(done + rows_per_save, len(ids)))
-        vectors = _embed_rows(
-            embed_fn, read_crop, segments, rows, offsets, batch_size
-        )
+        vectors = _embed_rows(embed_fn, read_view, rows, offsets, batch_size)
         for (row, view), vector in vectors.items():
             embeddings[row, view] = vector
         embeddings.flush()

@@ -3,12 +3,21 @@ checks, resume after an interruption, and recipe runs from a cache."""
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import speechbrain as sb
 import torch
 from recipe_runner import RECIPE_ROWS, row_id
+from speechbrain.augment.augmenter import Augmenter
+from speechbrain.augment.time_domain import (
+    AddNoise,
+    DropChunk,
+    DropFreq,
+    pink_noise_like,
+)
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
@@ -16,6 +25,7 @@ from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.cache_views import ViewAugmentation
 from speechbrain_trkd.losses import DistillationLoss
 from speechbrain_trkd.teacher import FrozenTeacher
 from speechbrain_trkd.teacher_cache import (
@@ -28,6 +38,7 @@ from speechbrain_trkd.teacher_cache import (
 
 RATE = 16000
 CROP = 0.5
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes/VoxCeleb/TRKD"
 
 
 def speaker_model(channels, n_classes, seed):
@@ -97,6 +108,25 @@ def build(folder, teacher, segments, audio, **kwargs):
     )
 
 
+def view_augmentation(snr_low=5, clean_views=1):
+    """Noise (white or pink), band and chunk drop, one or two per view."""
+    return ViewAugmentation(
+        Augmenter(
+            shuffle_augmentations=True,
+            min_augmentations=1,
+            max_augmentations=2,
+            augmentations=[
+                AddNoise(snr_low=snr_low, snr_high=20),
+                AddNoise(snr_low=5, snr_high=20, noise_funct=pink_noise_like),
+                DropFreq(),
+                DropChunk(drop_length_low=100, drop_length_high=400),
+            ],
+        ),
+        clean_views=clean_views,
+        seed=options()["seed"],
+    )
+
+
 def test_cached_logits_equal_online_logits(tmp_path):
     """The teacher's logits from a cached embedding equal its logits on the
     same crop online, within 1e-5, for every view of every segment."""
@@ -136,16 +166,126 @@ def test_views_are_reproducible_and_inside_their_segment(tmp_path):
     assert len(set(long_views[:, 0].tolist())) > 1, "views should differ"
 
 
-def batch_of(audio, cache, segments, with_cache):
+def test_augmented_views_are_what_the_teacher_labelled(tmp_path, monkeypatch):
+    """With an augmentation, the teacher's logits on each view rebuilt by
+    the training loader (the recipe's dataset, read in a fresh order)
+    equal the cached ones within 1e-5; augmented views differ from their
+    clean crops, clean views do not."""
+    sys.path.insert(0, str(RECIPE_DIR))
+    import train_trkd
+
+    teacher = make_teacher()
+    segments, audio = make_segments()
+    augment = view_augmentation()
+    cache = build(tmp_path, teacher, segments, audio, augment=augment)
+    assert cache.manifest["augmentation"] == augment.settings()
+    paths = {}
+    for segment in segments:
+        paths[segment["id"]] = str(tmp_path / f"{len(paths)}.wav")
+        sb.dataio.audio_io.save(
+            paths[segment["id"]],
+            audio[segment["id"]].unsqueeze(0),
+            RATE,
+            subtype="FLOAT",
+        )
+    data = sb.dataio.dataset.DynamicItemDataset(
+        {s["id"]: {"wav": paths[s["id"]]} for s in segments}
+    )
+    valid = sb.dataio.dataset.DynamicItemDataset(dict(data.data))
+    train_trkd.add_cached_views(data, valid, cache, RATE, augment)
+    data.set_output_keys(["sig", "teacher_emb"])
+    worst, changed = 0.0, 0
+    for index, segment in reversed(list(enumerate(segments))):
+        row = cache.row(segment["id"])
+        for view in reversed(range(cache.views)):
+            # The loader draws the view at random: here, each in turn.
+            monkeypatch.setattr(
+                train_trkd.random, "randrange", lambda n, view=view: view
+            )
+            item = data[index]
+            start, stop = cache.offsets(row)[view]
+            clean = audio[segment["id"]][start:stop]
+            differs = not torch.allclose(item["sig"], clean, atol=1e-4)
+            assert differs == (view >= 1), (segment["id"], view)
+            changed += differs
+            _, online = teacher(item["sig"].unsqueeze(0), torch.ones(1))
+            cached = teacher.classify(item["teacher_emb"].unsqueeze(0))
+            worst = max(worst, (online - cached).abs().max().item())
+    assert changed == 2 * len(segments) and worst < 1e-5
+
+
+def test_two_augmented_builds_are_identical(tmp_path):
+    """The same inputs and augmentation give the same bytes."""
+    teacher = make_teacher()
+    segments, audio = make_segments(4)
+    for name in ("a", "b"):
+        build(
+            tmp_path / name,
+            teacher,
+            segments,
+            audio,
+            augment=view_augmentation(),
+        )
+    for name in (
+        "embeddings.npy",
+        "offsets.npy",
+        "segments.txt",
+        MANIFEST_FILE,
+    ):
+        assert (tmp_path / "a" / name).read_bytes() == (
+            tmp_path / "b" / name
+        ).read_bytes(), name
+
+
+def test_changed_augmentation_is_refused_naming_the_setting(tmp_path):
+    """A cache built with one augmentation cannot be read or rebuilt with
+    another, nor without one; the message names the setting."""
+    teacher = make_teacher()
+    segments, audio = make_segments(2)
+    build(tmp_path, teacher, segments, audio, augment=view_augmentation())
+    setting = "augmentation.augmenter.augmentations.AddNoise0.snr_low"
+    with pytest.raises(ValueError, match=rf"built with {setting}=5, .*=0"):
+        build(
+            tmp_path,
+            teacher,
+            segments,
+            audio,
+            augment=view_augmentation(snr_low=0),
+        )
+    with pytest.raises(ValueError, match="augmentation.clean_views=1, .*=2"):
+        build(
+            tmp_path,
+            teacher,
+            segments,
+            audio,
+            augment=view_augmentation(clean_views=2),
+        )
+    with pytest.raises(ValueError, match=r"built with augmentation="):
+        build(tmp_path, teacher, segments, audio)
+
+
+def test_a_length_changing_augmenter_is_refused():
+    """Speed perturbation changes a view's length: it is named."""
+    from speechbrain.augment.time_domain import SpeedPerturb
+
+    augment = ViewAugmentation(
+        Augmenter(augmentations=[SpeedPerturb(RATE, speeds=[90])]), 0
+    )
+    with pytest.raises(ValueError, match="must keep its crop's length"):
+        augment(torch.randn(RATE), "s", 0)
+
+
+def batch_of(audio, cache, segments, with_cache, augment=None):
     """A padded batch of view 1 of each segment, with or without cached
-    teacher embeddings."""
+    teacher embeddings (augmented as the cache's views when given)."""
     items = []
     for index, segment in enumerate(segments):
         row = cache.row(segment["id"])
         start, stop = cache.offsets(row)[1]
+        sig = audio[segment["id"]][start:stop]
         item = {
             "id": segment["id"],
-            "sig": audio[segment["id"]][start:stop],
+            "sig": augment(sig, segment["id"], 1) if augment else sig,
             "spk_id_encoded": torch.LongTensor([index % 5]),
         }
         if with_cache:
@@ -154,15 +294,17 @@ def batch_of(audio, cache, segments, with_cache):
     return PaddedBatch(items)
 
 
+@pytest.mark.parametrize("augmented", [False, True])
 @pytest.mark.parametrize("method", ["kd", "dkd", "trkd", "emb_cos"])
-def test_one_batch_gives_the_same_loss_both_ways(tmp_path, method):
-    """DistillationBrain's training loss on one batch is the same with the
-    teacher online and with its cached embeddings; the cached path never
-    runs the teacher's network."""
+def test_one_batch_gives_the_same_loss_both_ways(tmp_path, method, augmented):
+    """DistillationBrain's training loss on one batch (of augmented views
+    when ``augmented``) is the same with the teacher online and with its
+    cached embeddings; the cached path never runs the teacher's network."""
     teacher = make_teacher()
     segments, audio = make_segments()
     segments = segments[:5]  # equal-length crops: no padding
-    cache = build(tmp_path, teacher, segments, audio)
+    augment = view_augmentation() if augmented else None
+    cache = build(tmp_path, teacher, segments, audio, augment=augment)
     brain = DistillationBrain(
         modules=speaker_model(8, 5, seed=3),
         opt_class=lambda params: torch.optim.Adam(params, lr=1e-3),
@@ -177,7 +319,7 @@ def test_one_batch_gives_the_same_loss_both_ways(tmp_path, method):
     brain.modules.eval()  # the student's batch norm: same both ways
     losses = {}
     for with_cache in (False, True):
-        batch = batch_of(audio, cache, segments, with_cache)
+        batch = batch_of(audio, cache, segments, with_cache, augment)
         if with_cache:
 
             def refuse(*args):
@@ -209,17 +351,15 @@ def test_manifest_mismatch_names_the_field(tmp_path, field):
         "crop_seconds": 0.25,
         "sample_rate": 8000,
         "precision": "bf16",
+        "augmentation": view_augmentation().settings(),
     }[field]
-    with pytest.raises(ValueError, match=rf"built with {field}="):
+    with pytest.raises(ValueError, match=rf"built with {field}[.=]"):
         TeacherCache(str(tmp_path), expected=options(**{field: changed}))
-    with pytest.raises(ValueError, match=rf"built with {field}="):
-        build(
-            tmp_path,
-            teacher,
-            segments,
-            audio,
-            options=options(**{field: changed}),
-        )
+    kwargs = {"options": options(**{field: changed})}
+    if field == "augmentation":
+        kwargs = {"augment": view_augmentation()}
+    with pytest.raises(ValueError, match=rf"built with {field}[.=]"):
+        build(tmp_path, teacher, segments, audio, **kwargs)
 
 
 class Interrupt(Exception):

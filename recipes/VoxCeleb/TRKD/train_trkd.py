@@ -39,6 +39,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.cache_views import ViewAugmentation
 from speechbrain_trkd.plots import (
     write_training_plots,
     write_verification_plots,
@@ -82,6 +83,7 @@ def dataio_prep(
     random_chunk,
     cache=None,
     with_audio=True,
+    cache_augment=None,
 ):
     """Creates the training and validation datasets and the label encoder.
 
@@ -112,6 +114,8 @@ def dataio_prep(
     with_audio : bool
         False leaves the audio out of the items (``sig``): with a cache, a
         head trained on a frozen teacher backbone needs only ``teacher_emb``.
+    cache_augment : speechbrain_trkd.cache_views.ViewAugmentation, optional
+        The augmentation of the cache's views (see :func:`add_cached_views`).
 
     Returns
     -------
@@ -172,7 +176,9 @@ def dataio_prep(
             return read_segment(wav, start, stop, False)
 
     else:
-        add_cached_views(train_data, valid_data, cache, sample_rate)
+        add_cached_views(
+            train_data, valid_data, cache, sample_rate, cache_augment
+        )
         train_audio = valid_audio = None
 
     if cache is None:
@@ -268,12 +274,13 @@ def read_crop(wav, start, stop, sample_rate):
     return sig[0]
 
 
-def add_cached_views(train_data, valid_data, cache, sample_rate):
+def add_cached_views(train_data, valid_data, cache, sample_rate, augment=None):
     """Makes the datasets' items views of a teacher cache.
 
     A training item draws one of its segment's views at random each time it
-    is read, a validation item is view 0; each provides the crop (``sig``)
-    and the teacher's embedding of it (``teacher_emb``).
+    is read, a validation item is view 0; each provides the crop (``sig``),
+    augmented as the cache's build augmented it, and the teacher's embedding
+    of it (``teacher_emb``).
 
     Arguments
     ---------
@@ -283,6 +290,9 @@ def add_cached_views(train_data, valid_data, cache, sample_rate):
         Holds every segment of both datasets.
     sample_rate : int
         The rate the recipe expects.
+    augment : speechbrain_trkd.cache_views.ViewAugmentation, optional
+        The augmentation the cache was built with (checked against its
+        manifest when it was opened).
 
     Example
     -------
@@ -313,7 +323,8 @@ def add_cached_views(train_data, valid_data, cache, sample_rate):
     @sb.utils.data_pipeline.provides("sig")
     def view_audio(segment_id, wav, view):
         start, stop = cache.offsets(cache.row(segment_id))[view]
-        return read_crop(wav, start, stop, sample_rate)
+        sig = read_crop(wav, start, stop, sample_rate)
+        return augment(sig, segment_id, view) if augment else sig
 
     @sb.utils.data_pipeline.takes("id", "view")
     @sb.utils.data_pipeline.provides("teacher_emb")
@@ -393,12 +404,14 @@ def cache_teacher_outputs(
     crop_seconds,
     sample_rate,
     prepare_options_file=None,
+    augment=None,
 ):
     """Builds, resumes or checks the teacher cache of the given segments.
 
     Every segment of ``segment_csvs`` gets ``views`` crops of
-    ``crop_seconds`` (drawn from ``seed``), embedded by the teacher under
-    ``precision`` (``fp32`` or ``bf16`` autocast).
+    ``crop_seconds`` (drawn from ``seed``), augmented by ``augment`` when it
+    is given, embedded by the teacher under ``precision`` (``fp32`` or
+    ``bf16`` autocast; the augmentation itself always runs in fp32).
 
     Arguments
     ---------
@@ -425,6 +438,8 @@ def cache_teacher_outputs(
     prepare_options_file : str, optional
         The data preparation's ``prepare_options.json``, part of the
         cache's identity when it exists.
+    augment : speechbrain_trkd.cache_views.ViewAugmentation, optional
+        The views' augmentation (see :func:`cache_view_augmentation`).
 
     Example
     -------
@@ -498,6 +513,7 @@ def cache_teacher_outputs(
             options,
             emb_dim,
             batch_size=batch_size,
+            augment=augment,
         )
 
 
@@ -979,6 +995,7 @@ def distil(hparams, run_opts):
         add_reverb=hparams["add_reverb"],
     )
     cache = None
+    cache_options = teacher_cache_options(hparams)
     if hparams["teacher_cache"]:
         _refuse_augmented_cache(wav_augment)
         cache = open_teacher_cache(
@@ -986,7 +1003,7 @@ def distil(hparams, run_opts):
             [hparams["train_annotation"], hparams["valid_annotation"]],
             functools.partial(teacher_embedder, hparams),
             run_opts.get("device", "cpu"),
-            **teacher_cache_options(hparams),
+            **cache_options,
         )
     train_data, valid_data, label_encoder = dataio_prep(
         hparams["train_annotation"],
@@ -997,6 +1014,7 @@ def distil(hparams, run_opts):
         sample_rate=hparams["sample_rate"],
         random_chunk=hparams["random_chunk"],
         cache=cache,
+        cache_augment=cache_options["augment"],
     )
     brain = distillation_brain(
         hparams, run_opts, load_teacher(hparams, label_encoder), wav_augment
@@ -1055,7 +1073,8 @@ def teacher_cache_options(hparams):
     >>> options = teacher_cache_options({
     ...     "teacher_cache_views": 2, "teacher_cache_seed": 1,
     ...     "teacher_cache_precision": "fp32", "teacher_cache_batch_size": 8,
-    ...     "sentence_len": 3.0, "sample_rate": 16000, "prep_folder": "prep"})
+    ...     "sentence_len": 3.0, "sample_rate": 16000, "prep_folder": "prep",
+    ...     "teacher_cache_augment": False})
     >>> options["views"], options["prepare_options_file"]
     (2, 'prep/prepare_options.json')
     """
@@ -1069,7 +1088,36 @@ def teacher_cache_options(hparams):
         "prepare_options_file": os.path.join(
             hparams["prep_folder"], "prepare_options.json"
         ),
+        "augment": cache_view_augmentation(hparams),
     }
+
+
+def cache_view_augmentation(hparams):
+    """The augmentation of the teacher cache's views, or None.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters (``teacher_cache_augment``,
+        ``cache_view_augmenter``, ``teacher_cache_clean_views``,
+        ``teacher_cache_seed``).
+
+    Returns
+    -------
+    speechbrain_trkd.cache_views.ViewAugmentation or None
+
+    Example
+    -------
+    >>> cache_view_augmentation({"teacher_cache_augment": False}) is None
+    True
+    """
+    if not hparams["teacher_cache_augment"]:
+        return None
+    return ViewAugmentation(
+        hparams["cache_view_augmenter"],
+        clean_views=hparams["teacher_cache_clean_views"],
+        seed=hparams["teacher_cache_seed"],
+    )
 
 
 def distillation_brain(hparams, run_opts, teacher, wav_augment, **kwargs):
@@ -1123,14 +1171,36 @@ def distillation_brain(hparams, run_opts, teacher, wav_augment, **kwargs):
         kd_margin=hparams["kd_margin"],
         tau_schedule=hparams["tau_schedule"],
         wav_augment=wav_augment,
-        lr_annealing=hparams["lr_annealing"],
-        lr_step_schedule=hparams.get("lr_step_schedule"),
-        lr_warmup_epochs=hparams.get("lr_warmup_epochs", 0.0),
+        **lr_schedules(hparams),
         train_logger=hparams["train_logger"],
     )
     brain_class = kwargs.pop("brain_class", DistillationBrain)
     arguments.update(kwargs)
     return brain_class(**arguments)
+
+
+def lr_schedules(hparams):
+    """The brain's learning-rate schedules: per epoch (``lr_annealing``),
+    or per step with ``lr_per_step`` (``lr_step_schedule`` with
+    ``lr_warmup_epochs``).
+
+    Example
+    -------
+    >>> lr_schedules({"lr_annealing": "linear", "lr_per_step": False})
+    {'lr_annealing': 'linear', 'lr_step_schedule': None,
+     'lr_warmup_epochs': 0.0}
+    """
+    if not hparams["lr_per_step"]:
+        return {
+            "lr_annealing": hparams["lr_annealing"],
+            "lr_step_schedule": None,
+            "lr_warmup_epochs": 0.0,
+        }
+    return {
+        "lr_annealing": None,
+        "lr_step_schedule": hparams["lr_step_schedule"],
+        "lr_warmup_epochs": hparams["lr_warmup_epochs"],
+    }
 
 
 def _refuse_augmented_cache(wav_augment):
