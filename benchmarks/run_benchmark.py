@@ -90,6 +90,7 @@ PAIRS = {
 }
 METHODS = (
     "none",
+    "none_clean",
     "kd",
     "dkd",
     "gkd",
@@ -121,18 +122,22 @@ _CPU_RUN = {
 # "gpu" on a CUDA device and "cpu" otherwise. Both distil the in-domain
 # teacher (it knows the training speakers, so no head is trained).
 # "cpu" fits 2 CPU cores: the teacher through a teacher cache, an ECAPA
-# C=128 student (0.8 M) or a ResNet of about 1 M, 2 s crops without
-# augmentation (the cached views are the crops the teacher saw), two
-# student processes of one thread each. "gpu": an ECAPA C=512 student
-# (6.2 M) with the online teacher and the recipe's augmentation, three
-# students at once. "bare": the option defaults alone (the Hub teacher,
-# with a head fine-tuned for the training speakers first).
+# C=128 student (0.8 M) or a ResNet of about 1 M, the non-overlapping 2 s
+# segments of every training utterance, each with one clean and two
+# augmented cached views (the student sees the view the teacher labelled),
+# a warm-up then exponential decay of the learning rate per step, two
+# student processes of one thread each; KD settings come with --tag.
+# "gpu": an ECAPA C=512 student (6.2 M) with the online teacher and the
+# recipe's augmentation, three students at once. "bare": the option
+# defaults alone (the Hub teacher, with a head fine-tuned for the training
+# speakers first).
 PROFILES = {
     "bare": {},
     "cpu": dict(
         _CPU_RUN,
+        seg_dur=2.0,
         teacher_cache=True,
-        teacher_cache_views=2,
+        teacher_cache_views=3,
         teacher_cache_precision="bf16",
         batch_size=64,
         num_workers=0,
@@ -147,15 +152,14 @@ PROFILES = {
         student_override=[
             "sentence_len=2.0",
             "lr=0.002",
-            "lr_final=0.0002",
+            "lr_final=0.00002",
+            "lr_per_step=True",
+            "lr_warmup_epochs=!ref <number_of_epochs> * 3 / 10",
             "wav_augment=null",
+            "teacher_cache_augment=True",
+            "teacher_cache_clean_views=1",
             "ckpt_interval_minutes=5",
-            # The shared KD strength chosen on trials/O.txt by the sweep
-            # (benchmarks/README.md): the lowest DKD EER of the settings run.
-            "kd_weight=0.01",
-            "kd_temperature=1",
         ],
-        tag="w0.01_T1",
         pair_override=[
             ["ecapa_to_small", "student_channels=128"],
             ["ecapa_to_resnet", "student_channels=[16, 32, 64, 128]"],
@@ -189,6 +193,9 @@ SPEED_COMPARISONS = {
 # Runs without KD do not depend on the distillation settings: one set of
 # them, under this tag, serves every --tag.
 NO_KD_TAG = "no_kd"
+# The students without KD: from the cache's views (augmented with the
+# cpu profile), and from clean crops with no cache.
+NO_KD_METHODS = ("none", "none_clean")
 RESULT_FILE = "benchmark_result.json"
 TEACHER_FILE = "benchmark_teacher.json"
 THROUGHPUT_FILE = "throughput.json"
@@ -212,7 +219,8 @@ def method_overrides(method, fixed_tau=0.3):
     line); ``trkd_no_mass`` drops the mass term (``lambda_mass: 0``);
     ``tmkd_nckd`` and ``tckd_cfkd`` are the paper's ablation rows (three
     masses with DKD's non-target term; DKD's binary term with the
-    confusion-set term), with the curriculum.
+    confusion-set term), with the curriculum; ``none_clean`` is the student
+    without KD trained on clean crops, with no teacher cache.
 
     Arguments
     ---------
@@ -229,6 +237,8 @@ def method_overrides(method, fixed_tau=0.3):
     -------
     >>> method_overrides("dkd")
     {'kd_method': 'dkd'}
+    >>> method_overrides("none_clean")
+    {'kd_method': 'none', 'teacher_cache': None}
     >>> method_overrides("trkd_no_mass")
     {'kd_method': 'trkd', 'kd_method_options': {'trkd': {'lambda_mass': 0.0}}}
     >>> method_overrides("trkd_fixed_tau", 0.2)["tau_schedule"]
@@ -238,12 +248,14 @@ def method_overrides(method, fixed_tau=0.3):
     >>> method_overrides("fitnet")
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'fitnet'; choose from none, kd, dkd, ...
+    ValueError: unknown method 'fitnet'; choose from none, none_clean, kd, ...
     """
     if method not in METHODS:
         raise ValueError(
             f"unknown method {method!r}; choose from {', '.join(METHODS)}"
         )
+    if method == "none_clean":
+        return {"kd_method": "none", "teacher_cache": None}
     if method == "trkd_fixed_tau":
         return {
             "kd_method": "trkd",
@@ -753,12 +765,18 @@ def student_argv(config, teacher, pair, method, seed, output_folder):
     overrides.update(config["override"])
     overrides.update(config["student_override"])
     overrides.update(config["pair_override"].get(pair, {}))
-    if method == "none":  # distillation settings do not shape these runs
+    if method in NO_KD_METHODS:  # distillation settings do not shape these
         overrides = {
             key: value
             for key, value in overrides.items()
             if key == "kd_method"
             or not (key.startswith("kd_") or key == "tau_schedule")
+        }
+    if method == "none_clean":  # no cache: its options do not count either
+        overrides = {
+            key: value
+            for key, value in overrides.items()
+            if not key.startswith("teacher_cache_")
         }
     return demo.command_line(
         str(RECIPE_DIR / "hparams" / PAIRS[pair]), overrides, config["run_opts"]
@@ -1035,7 +1053,11 @@ def run_students(config, teacher):
     runs_folder = config.get("runs_folder")
     for pair in config["pairs"]:
         for method in config["methods"]:
-            run_tag = NO_KD_TAG if method == "none" else tag
+            run_tag = (
+                config.get("no_kd_tag", NO_KD_TAG)
+                if method in NO_KD_METHODS
+                else tag
+            )
             for seed in config["seeds"]:
                 folder = os.path.join(
                     config["output_folder"],
@@ -1976,6 +1998,11 @@ def build_parser():
         help="write the report from the finished runs; train nothing",
     )
     parser.add_argument(
+        "--no_kd_tag",
+        default=NO_KD_TAG,
+        help="name of the runs without KD (shared by every --tag)",
+    )
+    parser.add_argument(
         "--tag",
         default="main",
         help="name of this set of shared settings; results of each tag "
@@ -2027,7 +2054,7 @@ def main(argv=None):
     >>> main(["--methods", "fitnet"])
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'fitnet'; choose from none, kd, dkd, ...
+    ValueError: unknown method 'fitnet'; choose from none, none_clean, kd, ...
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--run_jobs"]:
@@ -2099,6 +2126,7 @@ def main(argv=None):
         "workers": args.workers or len(args.seeds),
         "threads": args.threads,
         "tag": args.tag,
+        "no_kd_tag": args.no_kd_tag,
         "runs_folder": os.path.join(
             os.path.abspath(args.results_folder), "runs"
         ),
