@@ -776,8 +776,9 @@ def student_argv(config, teacher, pair, method, seed, output_folder):
         overrides = {
             key: value
             for key, value in overrides.items()
-            if not key.startswith("teacher_cache_")
+            if not key.startswith("teacher_cache")
         }
+        overrides["teacher_cache"] = None
     return demo.command_line(
         str(RECIPE_DIR / "hparams" / PAIRS[pair]), overrides, config["run_opts"]
     )
@@ -863,6 +864,27 @@ def run_throughput(config, teacher):
     return list(done.values())
 
 
+def checkout_relative(value):
+    """``value`` with the checkout's absolute paths made relative to it
+    (``../`` for the folders beside it), in strings, lists and dicts: run
+    files and reports hold no one machine's paths.
+
+    Example
+    -------
+    >>> checkout_relative({"a": [str(REPO / "x.yaml"),
+    ...                          f"--data={REPO.parent}/shared/d"]})
+    {'a': ['x.yaml', '--data=../shared/d']}
+    """
+    if isinstance(value, str):
+        value = value.replace(str(REPO) + os.sep, "")
+        return value.replace(str(REPO.parent) + os.sep, ".." + os.sep)
+    if isinstance(value, list | tuple):
+        return [checkout_relative(item) for item in value]
+    if isinstance(value, dict):
+        return {key: checkout_relative(item) for key, item in value.items()}
+    return value
+
+
 def run_student(job, spec):
     """Trains and scores one student (in a worker process).
 
@@ -935,7 +957,7 @@ def run_student(job, spec):
         os.makedirs(path, exist_ok=True)
         name = RESULT_FILE if path == job["output_folder"] else job["run_file"]
         with open(os.path.join(path, name), "w", encoding="utf-8") as fout:
-            json.dump(result, fout, indent=2)
+            json.dump(checkout_relative(result), fout, indent=2)
     del brain
     _free_memory()
     return result
@@ -1075,7 +1097,7 @@ def run_students(config, teacher):
                 if os.path.isfile(done):
                     with open(done, encoding="utf-8") as fin:
                         previous = json.load(fin)["argv"]
-                    if previous != argv:
+                    if checkout_relative(previous) != checkout_relative(argv):
                         raise ValueError(
                             f"{done} was trained with other settings "
                             f"({shlex.join(previous)}); every method must "
@@ -1498,7 +1520,10 @@ def methods_det(config, results):
     curves, absent = {}, []
     for run in _det_runs(config):
         score_file = os.path.join(
-            run["output_folder"], "scores", f"{list_name}_{DET_BACKEND}.txt"
+            REPO,  # run files hold paths relative to the checkout
+            run["output_folder"],
+            "scores",
+            f"{list_name}_{DET_BACKEND}.txt",
         )
         if not os.path.isfile(score_file):
             absent.append(score_file)
