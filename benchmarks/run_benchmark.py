@@ -74,6 +74,11 @@ import train_teacher  # noqa: E402
 import train_trkd  # noqa: E402
 import voxceleb_prepare  # noqa: E402
 from audio_cache import AudioCache, build_audio_cache, cached_audio  # noqa
+from paired_reading import (  # noqa: E402
+    format_paired,
+    paired_table,
+    sweep_summary,
+)
 from throughput import measure_throughput  # noqa: E402
 
 from speechbrain_trkd.plots import (  # noqa: E402
@@ -1404,67 +1409,36 @@ def _metric_table(rows, lists, backends):
     return [{c: cells.get(c, "-") for c in columns} for cells in table.values()]
 
 
-def compare_methods(rows, tag, pairs=None):
-    """Sentences comparing TRKD with each baseline, against seed spread.
-
-    A difference of EER means counts as beyond the seed spread when it
-    exceeds twice its standard error, ``2 * sqrt(s_a^2 / n_a + s_b^2 /
-    n_b)`` over the seeds of the two methods.
-
-    Arguments
-    ---------
-    rows : list of dict
-        From :func:`aggregate`.
-    tag : str
-        The setting compared.
-    pairs : list of str, optional
-        The pairs to compare (all by default).
-
-    Returns
-    -------
-    list of str
-
-    Example
-    -------
-    >>> rows = [
-    ...     {"tag": "main", "pair": "p", "method": m, "list": "O",
-    ...      "backend": "cosine", "seeds": 3, "eer_mean": e, "eer_std": 0.1}
-    ...     for m, e in [("none", 5.0), ("trkd", 4.5)]
-    ... ]
-    >>> print(compare_methods(rows, "main")[0])
-    p, O cosine: trkd 4.50 vs none 5.00 EER % (-0.50 points, -10.0 %
-    relative; 2 SE = 0.16): beyond the seed spread.
-    """
-    by_key = {
-        (r["pair"], r["method"], r["list"], r["backend"]): r
-        for r in rows
-        if r.get("tag") in (tag, NO_KD_TAG) and r["seeds"] > 1
-    }
-    sentences = []
-    for (pair, method, list_name, backend), row in sorted(by_key.items()):
-        if method != "trkd" or (pairs and pair not in pairs):
-            continue
-        for base in ("none", "kd", "dkd", "gkd", "trkd_fixed_tau"):
-            other = by_key.get((pair, base, list_name, backend))
-            if other is None:
-                continue
-            diff = row["eer_mean"] - other["eer_mean"]
-            two_se = 2 * math.sqrt(
-                row["eer_std"] ** 2 / row["seeds"]
-                + other["eer_std"] ** 2 / other["seeds"]
-            )
-            verdict = (
-                "beyond the seed spread"
-                if abs(diff) > two_se
-                else "within the seed spread"
-            )
-            sentences.append(
-                f"{pair}, {list_name} {backend}: trkd {row['eer_mean']:.2f} "
-                f"vs {base} {other['eer_mean']:.2f} EER % ({diff:+.2f} "
-                f"points, {100 * diff / other['eer_mean']:+.1f} % relative; "
-                f"2 SE = {two_se:.2f}): {verdict}."
-            )
-    return sentences
+def sweep_lines(runs, config, no_kd_tag):
+    """The report's sweep section: each tag's KD and DKD EER on the first
+    list at the first seed, and the setting the sweep's rule selects."""
+    if not config.get("lists"):
+        return []
+    table, chosen = sweep_summary(
+        runs, config["seeds"][0], no_kd_tag, config["lists"][0]["name"]
+    )
+    if table.empty:
+        return []
+    lines = [
+        "",
+        f"## Sweep (seed {config['seeds'][0]}, "
+        f"{config['lists'][0]['name']} cosine EER %)",
+        "",
+    ]
+    cells = [
+        {
+            key: (value if isinstance(value, str) else _fmt(value, 2))
+            for key, value in row.items()
+        }
+        for row in table.to_dict("records")
+    ]
+    lines.append(demo.markdown_table(cells))
+    lines += [
+        "",
+        "Rule (written before the sweep): the lowest mean of KD's and DKD's "
+        f"EER. Selected so far: {chosen or 'none yet'}.",
+    ]
+    return lines
 
 
 def _det_runs(config):
@@ -1681,13 +1655,23 @@ def write_report(config, teacher, throughput, invocations):
     table = _metric_table(rows, lists, backends)
     lines += ["", demo.markdown_table(table) if table else "(no runs yet)"]
     tag = config.get("tag", "main")
-    reading = compare_methods(rows, tag)
-    lines += ["", f"## Reading (setting {tag!r})", ""]
-    lines.append(
-        " ".join(reading)
-        if reading
-        else "(no TRKD run with a baseline over several seeds yet)"
+    no_kd_tag = config.get("no_kd_tag", NO_KD_TAG)
+    lines += ["", f"## Reading (setting {tag!r}), paired by seed", ""]
+    paired = paired_table(runs, tag, no_kd_tag)
+    lines += (
+        [
+            "Each method minus another at the same seed (same initial "
+            "student, batches and views), EER points; its mean with a 95 % "
+            "t-interval on n - 1 degrees of freedom. 'beyond': the interval "
+            "excludes 0. The students without KD are compared with the "
+            "stronger of `none` and `none_clean`.",
+            "",
+            *format_paired(paired),
+        ]
+        if len(paired)
+        else ["(no KD run and its baseline at a common seed yet)"]
     )
+    lines += sweep_lines(runs, config, no_kd_tag)
     expected = {
         (p, m, s)
         for p in config["pairs"]
