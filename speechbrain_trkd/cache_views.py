@@ -10,16 +10,24 @@ derived from ``(cache seed, segment id, view)``, whatever the process, the
 order or the batch. The augmenter is any SpeechBrain ``Augmenter`` that keeps
 the length of its input (noise, band and chunk drop; not speed perturbation,
 whose output length differs from the crop the cache recorded).
+``SeededCsvNoise`` and ``SeededCsvReverb`` add noise and reverberation from
+local CSV files (``noise_csv``, ``rir_csv``) with the file and its offset
+drawn from that same seed: SpeechBrain's ``AddNoise`` and ``AddReverb``
+take the next file of a shuffled loader, which depends on how many views the
+process augmented before.
 
 Authors
  * speechbrain-trkd developers 2026
 """
 
+import csv
 import random
 import zlib
 
 import numpy as np
 import torch
+from speechbrain.augment.time_domain import AddNoise, AddReverb
+from speechbrain.dataio import audio_io
 
 # Attribute types kept in an augmenter's description (its settings).
 _SETTING_TYPES = (bool, int, float, str, type(None))
@@ -215,3 +223,101 @@ class ViewAugmentation:
                 "must keep its crop's length (no speed perturbation)"
             )
         return out[0]
+
+
+def _csv_paths(csv_file):
+    """The ``wav`` column of a SpeechBrain CSV, naming the file at fault."""
+    with open(csv_file, newline="", encoding="utf-8") as fin:
+        rows = list(csv.DictReader(fin))
+    if not rows or "wav" not in rows[0]:
+        raise ValueError(f"{csv_file} has no rows with a 'wav' column")
+    return [row["wav"] for row in rows]
+
+
+def _seeded_file(paths):
+    """One file of ``paths`` read whole (first channel), chosen by the
+    torch generator: ``[samples]``."""
+    index = int(torch.randint(len(paths), (1,)))
+    signal, _ = audio_io.load(paths[index])
+    return signal[0]
+
+
+class SeededCsvNoise(AddNoise):
+    """SpeechBrain's ``AddNoise`` from a CSV of noise files, each view's
+    file and offset drawn from the torch generator (seeded per view by
+    ``ViewAugmentation``); the SNR and the mixing are SpeechBrain's.
+
+    Arguments
+    ---------
+    csv_file : str
+        A SpeechBrain CSV with a ``wav`` column.
+    **kwargs
+        ``AddNoise``'s other arguments (``snr_low``, ``snr_high``,
+        ``noise_sample_rate``, ``clean_sample_rate``, ...).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> audio_io.save(os.path.join(folder, "n.wav"), torch.randn(1, 900) / 9,
+    ...               16000)
+    >>> with open(os.path.join(folder, "noise.csv"), "w") as f:
+    ...     _ = f.write(f"ID,wav\\nn,{os.path.join(folder, 'n.wav')}\\n")
+    >>> noise = SeededCsvNoise(os.path.join(folder, "noise.csv"), snr_low=5,
+    ...                        snr_high=5)
+    >>> clean = torch.sin(torch.arange(1000) / 3.0).unsqueeze(0)
+    >>> _ = torch.manual_seed(1); first = noise(clean, torch.ones(1))
+    >>> _ = torch.manual_seed(1); again = noise(clean, torch.ones(1))
+    >>> torch.equal(first, again), first.shape
+    (True, torch.Size([1, 1000]))
+    """
+
+    def __init__(self, csv_file, **kwargs):
+        super().__init__(csv_file=csv_file, pad_noise=True, **kwargs)
+        self._paths = _csv_paths(csv_file)
+        self.data_loader = None  # AddNoise's loader is never built
+
+    def _load_noise_batch_of_size(self, batch_size):
+        """``batch_size`` noises, padded to the longest, and their relative
+        lengths."""
+        noises = [_seeded_file(self._paths) for _ in range(batch_size)]
+        longest = max(len(noise) for noise in noises)
+        batch = torch.zeros(batch_size, longest)
+        for row, noise in enumerate(noises):
+            batch[row, : len(noise)] = noise
+        lengths = torch.tensor([len(n) / longest for n in noises])
+        return batch, lengths
+
+
+class SeededCsvReverb(AddReverb):
+    """SpeechBrain's ``AddReverb`` from a CSV of room impulse responses,
+    each view's response drawn from the torch generator.
+
+    Arguments
+    ---------
+    csv_file : str
+        A SpeechBrain CSV with a ``wav`` column.
+    **kwargs
+        ``AddReverb``'s other arguments.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> rir = torch.zeros(1, 200); rir[0, 0] = 1.0; rir[0, 50] = 0.5
+    >>> audio_io.save(os.path.join(folder, "r.wav"), rir, 16000)
+    >>> with open(os.path.join(folder, "rir.csv"), "w") as f:
+    ...     _ = f.write(f"ID,wav\\nr,{os.path.join(folder, 'r.wav')}\\n")
+    >>> reverb = SeededCsvReverb(os.path.join(folder, "rir.csv"))
+    >>> reverb(torch.randn(1, 800)).shape
+    torch.Size([1, 800])
+    """
+
+    def __init__(self, csv_file, **kwargs):
+        super().__init__(csv_file=csv_file, **kwargs)
+        self._paths = _csv_paths(csv_file)
+
+    def _load_rir(self, waveforms):
+        """One impulse response, ``[1, samples, 1]``."""
+        rir = _seeded_file(self._paths)
+        return rir.to(waveforms.dtype).view(1, -1, 1).to(waveforms.device)

@@ -25,7 +25,11 @@ from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_trkd.brain import DistillationBrain
-from speechbrain_trkd.cache_views import ViewAugmentation
+from speechbrain_trkd.cache_views import (
+    SeededCsvNoise,
+    SeededCsvReverb,
+    ViewAugmentation,
+)
 from speechbrain_trkd.losses import DistillationLoss
 from speechbrain_trkd.teacher import FrozenTeacher
 from speechbrain_trkd.teacher_cache import (
@@ -108,23 +112,48 @@ def build(folder, teacher, segments, audio, **kwargs):
     )
 
 
-def view_augmentation(snr_low=5, clean_views=1):
-    """Noise (white or pink), band and chunk drop, one or two per view."""
+def view_augmentation(snr_low=5, clean_views=1, files=None):
+    """Noise (white or pink), band and chunk drop, one or two per view;
+    with ``files`` (a folder), also noise and reverberation from CSVs of
+    files written there."""
+    augmentations = [
+        AddNoise(snr_low=snr_low, snr_high=20),
+        AddNoise(snr_low=5, snr_high=20, noise_funct=pink_noise_like),
+        DropFreq(),
+        DropChunk(drop_length_low=100, drop_length_high=400),
+    ]
+    if files is not None:
+        augmentations += [
+            SeededCsvNoise(write_csv(files, "noise", 3, RATE // 3)),
+            SeededCsvReverb(write_csv(files, "rir", 2, 400)),
+        ]
     return ViewAugmentation(
         Augmenter(
             shuffle_augmentations=True,
             min_augmentations=1,
-            max_augmentations=2,
-            augmentations=[
-                AddNoise(snr_low=snr_low, snr_high=20),
-                AddNoise(snr_low=5, snr_high=20, noise_funct=pink_noise_like),
-                DropFreq(),
-                DropChunk(drop_length_low=100, drop_length_high=400),
-            ],
+            max_augmentations=3,
+            augmentations=augmentations,
         ),
         clean_views=clean_views,
         seed=options()["seed"],
     )
+
+
+def write_csv(folder, name, n_files, samples):
+    """A SpeechBrain CSV of ``n_files`` decaying noises of ``samples``."""
+    os.makedirs(folder, exist_ok=True)
+    generator = torch.Generator().manual_seed(len(name))
+    lines = ["ID,wav"]
+    for index in range(n_files):
+        path = os.path.join(folder, f"{name}{index}.wav")
+        decay = torch.exp(-torch.arange(samples) / (samples / 4))
+        signal = torch.randn(1, samples, generator=generator) * decay / 4
+        sb.dataio.audio_io.save(path, signal, RATE, subtype="FLOAT")
+        lines.append(f"{name}{index},{path}")
+    csv_file = os.path.join(folder, f"{name}.csv")
+    with open(csv_file, "w", encoding="utf-8") as fout:
+        fout.write("\n".join(lines) + "\n")
+    return csv_file
 
 
 def test_cached_logits_equal_online_logits(tmp_path):
@@ -166,17 +195,32 @@ def test_views_are_reproducible_and_inside_their_segment(tmp_path):
     assert len(set(long_views[:, 0].tolist())) > 1, "views should differ"
 
 
-def test_augmented_views_are_what_the_teacher_labelled(tmp_path, monkeypatch):
-    """With an augmentation, the teacher's logits on each view rebuilt by
-    the training loader (the recipe's dataset, read in a fresh order)
-    equal the cached ones within 1e-5; augmented views differ from their
-    clean crops, clean views do not."""
+@pytest.mark.parametrize("with_files", [False, True])
+def test_augmented_views_are_what_the_teacher_labelled(
+    tmp_path, monkeypatch, with_files
+):
+    """With an augmentation (with noise and reverberation files when
+    ``with_files``), the teacher's logits on each view rebuilt by the
+    training loader (the recipe's dataset, read in a fresh order) equal the
+    cached ones within 1e-5; augmented views differ from their clean crops,
+    clean views do not."""
     sys.path.insert(0, str(RECIPE_DIR))
     import train_trkd
 
+    import speechbrain_trkd.cache_views as cache_views
+
+    reads = []
+    seeded_file = cache_views._seeded_file
+    monkeypatch.setattr(
+        cache_views,
+        "_seeded_file",
+        lambda paths: reads.append(paths) or seeded_file(paths),
+    )
     teacher = make_teacher()
     segments, audio = make_segments()
-    augment = view_augmentation()
+    augment = view_augmentation(
+        files=tmp_path / "noises" if with_files else None
+    )
     cache = build(tmp_path, teacher, segments, audio, augment=augment)
     assert cache.manifest["augmentation"] == augment.settings()
     paths = {}
@@ -212,6 +256,7 @@ def test_augmented_views_are_what_the_teacher_labelled(tmp_path, monkeypatch):
             cached = teacher.classify(item["teacher_emb"].unsqueeze(0))
             worst = max(worst, (online - cached).abs().max().item())
     assert changed == 2 * len(segments) and worst < 1e-5
+    assert bool(reads) == with_files  # the files were used
 
 
 def test_two_augmented_builds_are_identical(tmp_path):
@@ -483,3 +528,29 @@ def test_teacher_head_trains_from_a_cache(recipe_runner, tmp_path):
         ),
     )
     assert (tmp_path / "backbone_cache" / MANIFEST_FILE).is_file()
+
+
+def test_recipe_views_take_noise_and_reverberation_files(tmp_path):
+    """With noise_csv and rir_csv, the recipe's view augmentation adds the
+    seeded file noise and reverberation to its own augmentations."""
+    sys.path.insert(0, str(RECIPE_DIR))
+    import train_trkd
+
+    files = tmp_path / "files"
+    overrides = {
+        "data_folder": str(tmp_path),
+        "teacher_cache_augment": True,
+        "noise_csv": write_csv(files, "noise", 2, 800),
+        "rir_csv": write_csv(files, "rir", 2, 200),
+    }
+    with open(RECIPE_DIR / "hparams" / "ecapa_to_small.yaml") as fin:
+        hparams = train_trkd.load_hyperpyyaml(fin, overrides)
+    augment = train_trkd.cache_view_augmentation(hparams)
+    kinds = [
+        type(module).__name__
+        for module in augment.augmenter.augmentations.values()
+    ]
+    assert kinds[-2:] == ["SeededCsvNoise", "SeededCsvReverb"]
+    assert len(kinds) == 6
+    wav = torch.randn(RATE)
+    assert torch.equal(augment(wav, "s", 1), augment(wav, "s", 1))

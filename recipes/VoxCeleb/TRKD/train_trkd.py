@@ -1100,7 +1100,8 @@ def cache_view_augmentation(hparams):
     hparams : dict
         The loaded hyperparameters (``teacher_cache_augment``,
         ``cache_view_augmenter``, ``teacher_cache_clean_views``,
-        ``teacher_cache_seed``).
+        ``teacher_cache_seed``; ``noise_csv`` and ``rir_csv`` add
+        ``cache_csv_noise`` and ``cache_csv_reverb``).
 
     Returns
     -------
@@ -1113,8 +1114,15 @@ def cache_view_augmentation(hparams):
     """
     if not hparams["teacher_cache_augment"]:
         return None
-    return ViewAugmentation(
+    augmenter = build_wav_augment(
         hparams["cache_view_augmenter"],
+        noise_csv=hparams["noise_csv"],
+        rir_csv=hparams["rir_csv"],
+        add_noise=hparams["cache_csv_noise"],
+        add_reverb=hparams["cache_csv_reverb"],
+    )
+    return ViewAugmentation(
+        augmenter,
         clean_views=hparams["teacher_cache_clean_views"],
         seed=hparams["teacher_cache_seed"],
     )
