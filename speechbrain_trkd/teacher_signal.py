@@ -186,7 +186,8 @@ def signal_rows(
     Returns
     -------
     list of dict
-        Medians of :func:`posterior_statistics` (``top1`` is a mean), and
+        Medians of :func:`posterior_statistics`, ``top1`` (the teacher's
+        accuracy on the cosine, whatever the margin), and
         ``<term>/aam``: ``kd_weight`` times each term of
         :func:`kd_term_sizes`, divided by ``student_loss``.
 
@@ -207,7 +208,10 @@ def signal_rows(
         for temperature in temperatures:
             stats = posterior_statistics(teacher, targets, temperature, taus)
             row = {"temperature": float(temperature), "margin": float(margin)}
-            row["top1"] = float(stats.pop("top1_correct").mean())
+            stats.pop("top1_correct")  # the margin moves the target only
+            row["top1"] = float(
+                (teacher_cosine.argmax(-1) == targets).double().mean()
+            )
             row.update({k: float(v.median()) for k, v in stats.items()})
             row["uniform_entropy"] = math.log(teacher.shape[-1] - 1)
             terms = kd_term_sizes(
@@ -259,7 +263,7 @@ def format_signal_table(rows, taus):
             f"{row['temperature']:g}",
             f"{row['margin']:g}",
             f"{row['top1']:.3f}",
-            f"{row['p_target']:.2g}",
+            f"{row['p_target']:.4g}",
             f"{row['nontarget_mass']:.2g}",
             f"{row['nontarget_entropy']:.2f} ({row['uniform_entropy']:.2f})",
             f"{row['classes_95']:.0f}",
