@@ -218,14 +218,12 @@ DET_BACKEND = "cosine"
 def method_overrides(method, fixed_tau=0.3):
     """The recipe overrides of one benchmark method.
 
-    ``trkd_fixed_tau`` holds tau constant (the exponential curriculum with
-    equal start and end values: hyperpyyaml keeps an entry's class when it
-    is overridden, so the class itself cannot be swapped from the command
-    line); ``trkd_no_mass`` drops the mass term (``lambda_mass: 0``);
-    ``tmkd_nckd`` and ``tckd_cfkd`` are the paper's ablation rows (three
-    masses with DKD's non-target term; DKD's binary term with the
-    confusion-set term), with the curriculum; ``none_clean`` is the student
-    without KD trained on clean crops, with no teacher cache.
+    Every method is a ``kd_method`` of the recipe: a KD method or one of
+    its named configurations (``speechbrain_trkd.losses.CONFIGURATIONS``:
+    the paper's ablation rows ``tmkd_nckd`` and ``tckd_cfkd``,
+    ``trkd_no_mass``, and ``trkd_fixed_tau``, whose tau is given here);
+    ``none_clean`` is the student without KD trained on clean crops, with
+    no teacher cache.
 
     Arguments
     ---------
@@ -244,12 +242,10 @@ def method_overrides(method, fixed_tau=0.3):
     {'kd_method': 'dkd'}
     >>> method_overrides("none_clean")
     {'kd_method': 'none', 'teacher_cache': None}
-    >>> method_overrides("trkd_no_mass")
-    {'kd_method': 'trkd', 'kd_method_options': {'trkd': {'lambda_mass': 0.0}}}
-    >>> method_overrides("trkd_fixed_tau", 0.2)["tau_schedule"]
-    {'tau_init': 0.2, 'tau_final': 0.2}
-    >>> method_overrides("tckd_cfkd")["kd_method_options"]
-    {'trkd': {'target_term': 'binary', 'nontarget_term': 'confusion'}}
+    >>> method_overrides("tckd_cfkd")
+    {'kd_method': 'tckd_cfkd'}
+    >>> method_overrides("trkd_fixed_tau", 0.2)["kd_method_options"]
+    {'trkd_fixed_tau': {'fixed_tau': 0.2}}
     >>> method_overrides("fitnet")
     Traceback (most recent call last):
     ...
@@ -263,25 +259,8 @@ def method_overrides(method, fixed_tau=0.3):
         return {"kd_method": "none", "teacher_cache": None}
     if method == "trkd_fixed_tau":
         return {
-            "kd_method": "trkd",
-            "tau_schedule": {"tau_init": fixed_tau, "tau_final": fixed_tau},
-        }
-    if method == "trkd_no_mass":
-        return {
-            "kd_method": "trkd",
-            "kd_method_options": {"trkd": {"lambda_mass": 0.0}},
-        }
-    if method in ("tmkd_nckd", "tckd_cfkd"):  # the paper's mixed variants
-        target, nontarget = (
-            ("three_mass", "all")
-            if method == "tmkd_nckd"
-            else ("binary", "confusion")
-        )
-        return {
-            "kd_method": "trkd",
-            "kd_method_options": {
-                "trkd": {"target_term": target, "nontarget_term": nontarget}
-            },
+            "kd_method": method,
+            "kd_method_options": {method: {"fixed_tau": fixed_tau}},
         }
     return {"kd_method": method}
 

@@ -48,8 +48,6 @@ import train_trkd  # noqa: E402
 
 LOSS_RANGE = "kd_loss"
 STEP_RANGE = "train_step"
-# Losses whose gradient reaches the student only through its logits.
-LOGIT_METHODS = ("kd", "dkd", "trkd", "gkd", "nkd", "dist")
 
 
 class ProfiledLoss(torch.nn.Module):
@@ -89,7 +87,7 @@ class ProfiledLoss(torch.nn.Module):
 
     def __init__(self, loss, label=LOSS_RANGE):
         super().__init__()
-        if loss.method not in LOGIT_METHODS:
+        if loss.uses_embeddings or not loss.distils:
             raise ValueError(
                 f"ProfiledLoss times logit losses only, not {loss.method!r}"
             )
@@ -431,7 +429,7 @@ def measure_throughput(
     result["batch_size"] = batch_size
     result["step_ms"] = 1000 * seconds / steps
     result["step_samples_per_s"] = steps * batch_size / seconds
-    if profile_steps > 0 and brain.kd_loss.method != "none":
+    if profile_steps > 0 and brain.kd_loss.distils:
         plain = brain.kd_loss
         brain.kd_loss = ProfiledLoss(plain)
         on_device = torch.device(brain.device).type == "cuda"

@@ -564,8 +564,8 @@ class DistillationBrain(sb.core.Brain):
 
     @property
     def _distilling(self):
-        """Whether the teacher runs at all (not for method "none")."""
-        return getattr(self._kd_criterion, "method", None) != "none"
+        """Whether the teacher runs at all (not without a KD term)."""
+        return getattr(self._kd_criterion, "distils", True)
 
     # ------------------------------------------------------------------
     # Tau curriculum

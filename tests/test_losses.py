@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from speechbrain_trkd.losses import (
     KD_METHODS,
     DistillationLoss,
-    _trkd_terms,
     dist_loss,
     dkd_loss,
     embedding_cosine_loss,
@@ -31,6 +30,7 @@ from speechbrain_trkd.losses import (
     triage_partition,
     trkd_loss,
 )
+from speechbrain_trkd.losses.trkd import _trkd_terms
 
 # Teacher / student probabilities of the hand-worked examples (target 0).
 P_T = [0.5, 0.25, 0.15, 0.1]
@@ -863,3 +863,68 @@ def test_variants_from_method_options():
         DistillationLoss("trkd", target_term="two_mass")(zs, zt, ys, tau=0.4)
     with pytest.raises(ValueError, match="nontarget_term must be one of"):
         trkd_loss(zs, zt, ys, 0.4, nontarget_term="tail")
+
+
+def test_named_configurations_equal_their_explicit_options():
+    """TRKD's named configurations are the method with preset options:
+    the ablation rows equal trkd with those terms, the fixed-tau TRKD
+    equals trkd at tau 0.3 whatever tau it is given."""
+    from speechbrain_trkd.losses import CONFIGURATIONS, DISTILLERS
+
+    generator = torch.Generator().manual_seed(3)
+    student = torch.randn(6, 12, generator=generator)
+    teacher = 3 * torch.randn(6, 12, generator=generator)
+    targets = torch.arange(6)
+    for name, (base, presets) in CONFIGURATIONS.items():
+        named = DistillationLoss(name, temperature=2.0)
+        assert isinstance(named.distiller, DISTILLERS[base])
+        explicit_options = {
+            k: v for k, v in presets.items() if k != "fixed_tau"
+        }
+        explicit = DistillationLoss(base, temperature=2.0, **explicit_options)
+        tau = presets.get("fixed_tau", 0.5)
+        got, _ = named(
+            student,
+            teacher,
+            targets,
+            tau=0.9 if "fixed_tau" in presets else tau,
+        )
+        want, _ = explicit(student, teacher, targets, tau=tau)
+        assert torch.equal(got, want), name
+    assert not DistillationLoss("trkd_fixed_tau").uses_tau
+
+
+def test_every_method_declares_what_it_needs():
+    """Registered classes carry their own name, and the declarations the
+    Brain reads instead of names."""
+    from speechbrain_trkd.losses import DISTILLERS
+
+    for name, cls in DISTILLERS.items():
+        assert cls.name == name
+        loss = DistillationLoss(name)
+        assert loss.distils == (name != "none")
+        assert loss.uses_embeddings == (name == "emb_cos")
+        assert loss.uses_tau == (name == "trkd")
+
+
+@pytest.mark.parametrize(
+    "name", ["tmkd_nckd", "tckd_cfkd", "trkd_no_mass", "trkd_fixed_tau"]
+)
+def test_a_recipe_user_picks_a_configuration_by_name(name, tmp_path):
+    """``--kd_method=<configuration>`` in the recipe's YAML builds TRKD
+    with the configuration's options and the file's trkd weights."""
+    from pathlib import Path
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    hparams_file = (
+        Path(__file__).resolve().parents[1]
+        / "recipes/VoxCeleb/TRKD/hparams/ecapa_to_small.yaml"
+    )
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(
+            fin, {"data_folder": str(tmp_path), "kd_method": name}
+        )
+    loss = hparams["kd_loss"]
+    assert loss.method == name and loss.options["lambda_conf"] == 8.0
+    assert type(loss.distiller).__name__ == "TRKD"

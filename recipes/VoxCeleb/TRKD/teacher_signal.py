@@ -39,6 +39,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 
+from speechbrain_trkd.losses import DistillationLoss
 from speechbrain_trkd.teacher_signal import (
     format_signal_table,
     plot_signal,
@@ -228,7 +229,7 @@ def main(argv):
     )
     # The teacher is loaded whatever kd_method the file names.
     teacher = train_trkd.load_teacher(
-        dict(hparams, kd_method="kd"), label_encoder
+        dict(hparams, kd_loss=DistillationLoss("kd")), label_encoder
     )
     teacher_cos, student_cos, targets, aam = crop_scores(
         hparams,

@@ -634,14 +634,16 @@ def load_teacher(hparams, label_encoder):
     Returns
     -------
     speechbrain_trkd.teacher.FrozenTeacher or None
-        None when ``kd_method`` is ``none``.
+        None when the KD method has no KD term (``none``).
 
     Example
     -------
-    >>> load_teacher({"kd_method": "none"}, label_encoder=None) is None
+    >>> from speechbrain_trkd.losses import DistillationLoss
+    >>> hparams = {"kd_loss": DistillationLoss("none")}
+    >>> load_teacher(hparams, label_encoder=None) is None
     True
     """
-    if hparams["kd_method"] == "none":
+    if not hparams["kd_loss"].distils:
         return None
     pretrainer = hparams["pretrainer"]
     collect_pinned(pretrainer, hparams["teacher_revision"])
