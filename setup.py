@@ -7,6 +7,9 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 # Tested together with torch 2.11.0 (speechbrain_trkd/onnx_export.py).
 DEPLOY = ["onnx==1.23.2", "onnxruntime==1.32.0"]
+# Tested with torch and torchaudio 2.11.0; a range, so that the plugin
+# installs into an existing SpeechBrain environment.
+TORCH = ["torch>=2.6,<3", "torchaudio>=2.6,<3"]
 
 setup(
     name="speechbrain-trkd",
@@ -21,12 +24,11 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["speechbrain_trkd", "speechbrain_trkd.*"]),
     install_requires=[
-        "torch==2.11.0",
-        "torchaudio==2.11.0",
+        *TORCH,
         "speechbrain>=1.1.2,<1.2",
         "hyperpyyaml>=1.2.2",
         "ruamel.yaml>=0.17.28,<0.19",
-        "sentencepiece",
+        # The benchmark's report (benchmarks/paired_reading.py).
         "pandas",
         "scipy",
         "soundfile",
