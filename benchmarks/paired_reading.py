@@ -10,7 +10,11 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import argparse
+import json
 import math
+import sys
+from pathlib import Path
 
 import pandas as pd
 from scipy import stats
@@ -25,6 +29,53 @@ TRKD_BASELINES = (
     "tckd_cfkd",
 )
 NO_KD = ("none", "none_clean")
+# The metrics of a run file's lists and backends.
+METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
+
+
+def collect_runs(runs_folder):
+    """Reads every finished student run.
+
+    Arguments
+    ---------
+    runs_folder : str
+        The results' ``runs`` folder: one JSON file per finished run.
+
+    Returns
+    -------
+    list of dict
+        One row per run, list and backend: ``tag``, ``pair``, ``method``,
+        ``seed``, ``list``, ``backend``, the metrics, ``train_s``,
+        ``params_M`` and ``mean_conf_size`` (TRKD; else NaN).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> collect_runs(tempfile.mkdtemp())
+    []
+    """
+    rows = []
+    for path in sorted(Path(runs_folder).glob("*.json")):
+        with open(path, encoding="utf-8") as fin:
+            result = json.load(fin)
+        for list_name, per_backend in result["metrics"].items():
+            for backend, values in per_backend.items():
+                row = {
+                    "tag": result.get("tag", "main"),
+                    "pair": result["pair"],
+                    "method": result["method"],
+                    "seed": result["seed"],
+                    "list": list_name,
+                    "backend": backend,
+                }
+                row.update({m: values[m] for m in METRICS})
+                row["train_s"] = result["train_s"]
+                row["params_M"] = result["params"] / 1e6
+                row["mean_conf_size"] = result.get(
+                    "mean_conf_size", float("nan")
+                )
+                rows.append(row)
+    return rows
 
 
 def paired_difference(differences, confidence=0.95):
@@ -252,3 +303,37 @@ def sweep_summary(runs, seed, no_kd_tag, list_name="O", backend="cosine"):
     table = table[[*keep, "mean"]].sort_values("mean", na_position="last")
     ranked = table.dropna(subset=["mean"])
     return table, (str(ranked["tag"].iloc[0]) if len(ranked) else None)
+
+
+def main(argv=None):
+    """Writes the paired reading of a folder of run files as markdown.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "paired.md")
+    >>> main(["--runs", tempfile.mkdtemp(), "--tag", "w", "--output", out])
+    0
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", required=True, help="a runs/ folder")
+    parser.add_argument("--tag", required=True, help="the KD setting read")
+    parser.add_argument("--no_kd_tag", default="no_kd")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    table = paired_table(collect_runs(args.runs), args.tag, args.no_kd_tag)
+    lines = [
+        f"# Paired reading of {args.runs} (setting {args.tag!r})",
+        "",
+        f"Written by `python benchmarks/paired_reading.py "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`.",
+        "",
+        *format_paired(table),
+    ]
+    with open(args.output, "w", encoding="utf-8") as fout:
+        fout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

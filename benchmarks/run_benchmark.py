@@ -75,6 +75,8 @@ import train_trkd  # noqa: E402
 import voxceleb_prepare  # noqa: E402
 from audio_cache import AudioCache, build_audio_cache, cached_audio  # noqa
 from paired_reading import (  # noqa: E402
+    METRICS,
+    collect_runs,
     format_paired,
     paired_table,
     sweep_summary,
@@ -178,7 +180,6 @@ PROFILES = {
         student_override=["sentence_len=2.0"],
     ),
 }
-METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 SPLIT_RATIO = [90, 10]
 # Throughput variants: name -> (run options, recipe overrides), and the
 # ratios reported (option over baseline) of each profile. The teacher cache
@@ -1161,51 +1162,6 @@ def _mean_std(values):
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else float("nan")
     return mean, std
-
-
-def collect_runs(runs_folder):
-    """Reads every finished student run.
-
-    Arguments
-    ---------
-    runs_folder : str
-        The results' ``runs`` folder: one JSON file per finished run.
-
-    Returns
-    -------
-    list of dict
-        One row per run, list and backend: ``tag``, ``pair``, ``method``,
-        ``seed``, ``list``, ``backend``, the metrics, ``train_s``,
-        ``params_M`` and ``mean_conf_size`` (TRKD; else NaN).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> collect_runs(tempfile.mkdtemp())
-    []
-    """
-    rows = []
-    for path in sorted(Path(runs_folder).glob("*.json")):
-        with open(path, encoding="utf-8") as fin:
-            result = json.load(fin)
-        for list_name, per_backend in result["metrics"].items():
-            for backend, values in per_backend.items():
-                row = {
-                    "tag": result.get("tag", "main"),
-                    "pair": result["pair"],
-                    "method": result["method"],
-                    "seed": result["seed"],
-                    "list": list_name,
-                    "backend": backend,
-                }
-                row.update({m: values[m] for m in METRICS})
-                row["train_s"] = result["train_s"]
-                row["params_M"] = result["params"] / 1e6
-                row["mean_conf_size"] = result.get(
-                    "mean_conf_size", float("nan")
-                )
-                rows.append(row)
-    return rows
 
 
 def aggregate(runs, teacher=None):
