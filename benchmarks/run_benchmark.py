@@ -81,6 +81,7 @@ from paired_reading import (  # noqa: E402
     paired_table,
     sweep_summary,
 )
+from speechbrain.utils.distributed import infer_device  # noqa: E402
 from throughput import measure_throughput  # noqa: E402
 
 from speechbrain_trkd.plots import (  # noqa: E402
@@ -693,7 +694,7 @@ def run_teacher_cache(config, teacher):
         hparams["teacher_cache"],
         [hparams["train_annotation"], hparams["valid_annotation"]],
         functools.partial(train_trkd.teacher_embedder, hparams),
-        run_opts.get("device", "cpu"),
+        run_opts.get("device") or infer_device(),
         **train_trkd.teacher_cache_options(hparams),
     )
     del hparams

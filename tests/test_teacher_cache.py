@@ -489,10 +489,16 @@ def test_recipe_distils_from_a_cache_then_reuses_it(recipe_runner, tmp_path):
     run (another method) reuses it; with augmentation on it refuses."""
     cache = tmp_path / "teacher_cache"
     row = recipe_row("ecapa_to_small")
-    flags = (f"--teacher_cache={cache}", "--wav_augment=null")
+    # bf16 with no --device: the cache is built where the Brain would run.
+    flags = (
+        f"--teacher_cache={cache}",
+        "--teacher_cache_precision=bf16",
+        "--wav_augment=null",
+    )
     recipe_runner.run(row, name="cache_kd", extra_flags=flags)
     manifest = json.loads((cache / MANIFEST_FILE).read_text())
     assert manifest["views"] == 2 and manifest["crop_seconds"] == 0.5
+    assert manifest["precision"] == "bf16"
     assert set(manifest["teacher_sha256"]) == {
         "embedding_model.ckpt",
         "classifier.ckpt",
@@ -504,7 +510,7 @@ def test_recipe_distils_from_a_cache_then_reuses_it(recipe_runner, tmp_path):
     )
     assert os.path.getmtime(cache / "embeddings.npy") == stamp
     with pytest.raises(pytest.fail.Exception):
-        recipe_runner.run(row, name="cache_augment", extra_flags=flags[:1])
+        recipe_runner.run(row, name="cache_augment", extra_flags=flags[:2])
     log = recipe_runner.root / "cache_augment" / "log.txt"
     assert "pass --wav_augment=null" in log.read_text()
 

@@ -38,6 +38,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.utils.distributed import infer_device
 
 from speechbrain_trkd.losses import DistillationLoss
 from speechbrain_trkd.teacher_signal import (
@@ -213,7 +214,7 @@ def main(argv):
             hparams["teacher_cache"],
             [hparams["train_annotation"], hparams["valid_annotation"]],
             lambda device: train_trkd.teacher_embedder(hparams, device),
-            run_opts.get("device", "cpu"),
+            run_opts.get("device") or infer_device(),
             **cache_options,
         )
     train_data, _, label_encoder = train_trkd.dataio_prep(

@@ -33,7 +33,11 @@ import sys
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import (
+    if_main_process,
+    infer_device,
+    run_on_main,
+)
 
 from speechbrain_trkd.brain import DistillationBrain
 from speechbrain_trkd.losses import DistillationLoss
@@ -331,7 +335,7 @@ def _backbone_cache(hparams, run_opts, wav_augment):
         hparams["teacher_cache"],
         [hparams["train_annotation"], hparams["valid_annotation"]],
         functools.partial(backbone_embedder, hparams),
-        run_opts.get("device", "cpu"),
+        run_opts.get("device") or infer_device(),
         views=hparams["teacher_cache_views"],
         seed=hparams["teacher_cache_seed"],
         precision=hparams["teacher_cache_precision"],

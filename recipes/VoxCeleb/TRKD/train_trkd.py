@@ -36,7 +36,11 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio import audio_io
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import (
+    if_main_process,
+    infer_device,
+    run_on_main,
+)
 
 from speechbrain_trkd.brain import DistillationBrain
 from speechbrain_trkd.cache_views import ViewAugmentation
@@ -1004,7 +1008,7 @@ def distil(hparams, run_opts):
             hparams["teacher_cache"],
             [hparams["train_annotation"], hparams["valid_annotation"]],
             functools.partial(teacher_embedder, hparams),
-            run_opts.get("device", "cpu"),
+            run_opts.get("device") or infer_device(),
             **cache_options,
         )
     train_data, valid_data, label_encoder = dataio_prep(
