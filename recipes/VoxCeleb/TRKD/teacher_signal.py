@@ -28,7 +28,6 @@ Authors
 
 import argparse
 import csv
-import json
 import math
 import os
 import random
@@ -263,8 +262,6 @@ def main(argv):
         hparams["output_folder"], "teacher_signal"
     )
     print(write_report(rows, taus, folder, header))
-    with open(os.path.join(folder, "command.json"), "w") as fout:
-        json.dump({"argv": argv}, fout, indent=2)
     return rows
 
 
