@@ -32,15 +32,13 @@ import os
 import sys
 
 import speechbrain as sb
-import torch
 from speechbrain.utils.distributed import (
     if_main_process,
     infer_device,
     run_on_main,
 )
 
-from speechbrain_trkd.brain import DistillationBrain
-from speechbrain_trkd.losses import DistillationLoss
+from speechbrain_trkd.speaker_brain import SpeakerBrain
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_student import card_metrics, export_model  # noqa: E402
@@ -54,97 +52,6 @@ from train_trkd import (  # noqa: E402
     training_run,
 )
 from voxceleb_prepare import prepare_voxceleb  # noqa: E402
-
-
-class TeacherBrain(DistillationBrain):
-    """Trains a speaker encoder with its AAM loss alone (no KD).
-
-    With ``freeze_backbone`` the pretrained embedding model is neither
-    updated nor allowed to move its batch-norm statistics; otherwise it is
-    trained at ``backbone_lr_scale`` times the head's learning rate. There
-    is no teacher and no distillation term: the other arguments are
-    ``DistillationBrain``'s.
-
-    Arguments
-    ---------
-    *args
-        ``modules, opt_class, hparams, run_opts, checkpointer``.
-    freeze_backbone : bool
-        Keep the embedding model as it is.
-    backbone_lr_scale : float
-        Backbone learning rate / head learning rate, when not frozen.
-    **kwargs
-        ``compute_cost``, ``wav_augment``, ``lr_annealing``,
-        ``train_logger``, ... of ``DistillationBrain``.
-
-    Example
-    -------
-    >>> import torch
-    >>> from speechbrain.lobes.features import Fbank
-    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
-    >>> from speechbrain.processing.features import InputNormalization
-    >>> modules = {
-    ...     "compute_features": Fbank(n_mels=80),
-    ...     "mean_var_norm": InputNormalization(norm_type="sentence"),
-    ...     "embedding_model": ECAPA_TDNN(
-    ...         80, channels=[8, 8, 8, 8, 24], lin_neurons=16),
-    ...     "classifier": Classifier(16, out_neurons=4),
-    ... }
-    >>> brain = TeacherBrain(
-    ...     modules, lambda groups: torch.optim.Adam(groups, lr=1e-2),
-    ...     run_opts={"device": "cpu"}, compute_cost=torch.nn.Identity(),
-    ...     freeze_backbone=False, backbone_lr_scale=0.1)
-    >>> brain.init_optimizers()
-    >>> [round(group["lr"], 6) for group in brain.optimizer.param_groups]
-    [0.01, 0.001]
-    """
-
-    def __init__(self, *args, freeze_backbone, backbone_lr_scale, **kwargs):
-        super().__init__(
-            *args, kd_loss=DistillationLoss("none"), kd_weight=0.0, **kwargs
-        )
-        self.freeze_backbone = bool(freeze_backbone)
-        self.backbone_lr_scale = float(backbone_lr_scale)
-
-    def init_optimizers(self):
-        """Gives the backbone and the head their own parameter groups."""
-        backbone = self.modules.embedding_model
-        frozen = self.freeze_backbone
-        backbone.requires_grad_(not frozen)
-        groups = [{"params": list(self.modules.classifier.parameters())}]
-        if not frozen:
-            groups.append(
-                {
-                    "params": list(backbone.parameters()),
-                    "lr_scale": self.backbone_lr_scale,
-                }
-            )
-        self.optimizer = self.opt_class(groups)
-        for group in self.optimizer.param_groups:
-            group["lr"] *= group.get("lr_scale", 1.0)
-        self.optimizers_dict = {"opt_class": self.optimizer}
-        if self.checkpointer is not None:
-            self.checkpointer.add_recoverable("optimizer", self.optimizer)
-
-    def compute_forward(self, batch, stage):
-        """Keeps a frozen backbone in eval mode (fit calls train() on
-        every module each epoch), then runs the usual forward; with a
-        teacher cache, the head reads the backbone's cached embeddings."""
-        if hasattr(batch, "teacher_emb"):
-            if not self.freeze_backbone:
-                raise ValueError(
-                    "teacher_cache holds a frozen backbone's embeddings: it "
-                    "cannot fine-tune the backbone (--freeze_backbone=False)"
-                )
-            embeddings = batch.teacher_emb.data.to(self.device).unsqueeze(1)
-            return {
-                "cosine": self.modules.classifier(embeddings),
-                "embeddings": embeddings,
-                "lens": torch.ones(embeddings.shape[0], device=self.device),
-            }
-        if self.freeze_backbone:
-            self.modules.embedding_model.eval()
-        return super().compute_forward(batch, stage)
 
 
 def backbone_embedder(hparams, device):
@@ -214,7 +121,7 @@ def train_teacher(hparams, run_opts):
 
     Returns
     -------
-    TeacherBrain
+    speechbrain_trkd.speaker_brain.SpeakerBrain
         Trained, its best checkpoint loaded; ``metrics`` on the main
         process (None elsewhere).
 
@@ -241,8 +148,8 @@ def train_teacher(hparams, run_opts):
     >>> with contextlib.redirect_stdout(io.StringIO()):  # SpeechBrain's log
     ...     with training_run(argv) as (hparams, run_opts, _, _):
     ...         brain = train_teacher(hparams, run_opts)
-    >>> brain.kd_weight, sorted(brain.metrics["O"]["cosine"])
-    (0.0, ['eer', 'min_dcf_0.01', 'min_dcf_0.05'])
+    >>> type(brain).__name__, sorted(brain.metrics["O"]["cosine"])
+    ('SpeakerBrain', ['eer', 'min_dcf_0.01', 'min_dcf_0.05'])
     """
     run_on_main(
         prepare_voxceleb,
@@ -279,7 +186,7 @@ def train_teacher(hparams, run_opts):
     if pretrainer is not None:
         collect_pinned(pretrainer, hparams["teacher_revision"])
         load_collected(pretrainer, hparams.get("teacher_sha256"))
-    brain = TeacherBrain(
+    brain = SpeakerBrain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,
