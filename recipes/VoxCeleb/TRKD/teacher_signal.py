@@ -116,7 +116,17 @@ def curriculum_taus(schedule):
 
 def crop_batches(train_data, n_crops, batch_size, seed):
     """Batches of ``n_crops`` training items drawn at random (seeded; each
-    item is a random view of its segment with a cache)."""
+    item is a random view of its segment with a cache).
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = DynamicItemDataset(
+    ...     {f"u{i}": {"sig": torch.zeros(4)} for i in range(5)})
+    >>> data.set_output_keys(["id", "sig"])
+    >>> [len(batch.id) for batch in crop_batches(data, 4, 3, seed=1)]
+    [3, 1]
+    """
     generator = torch.Generator().manual_seed(seed)
     random.seed(seed)
     order = torch.randperm(len(train_data), generator=generator)[:n_crops]
@@ -127,7 +137,15 @@ def crop_batches(train_data, n_crops, batch_size, seed):
 
 def crop_scores(hparams, train_data, teacher, n_crops, batch_size):
     """Cosine scores of the teacher and of the untrained student on the
-    same crops, their targets, and the student's AAM loss on them."""
+    same crops, their targets, and the student's AAM loss on them.
+
+    Example
+    -------
+    >>> crop_scores({}, [], None, 4, 2)
+    Traceback (most recent call last):
+    ...
+    KeyError: 'modules'
+    """
     modules = hparams["modules"]
     teacher.eval()
     torch.manual_seed(hparams["seed"])
@@ -165,7 +183,18 @@ def crop_scores(hparams, train_data, teacher, n_crops, batch_size):
 
 def write_report(rows, taus, folder, header):
     """Writes the table (markdown and CSV) and the figure; returns the
-    markdown text."""
+    markdown text.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = signal_rows(torch.rand(4, 5), torch.zeros(4, 5),
+    ...                    torch.arange(4), 9.0, [2.0], [0.0], [0.5], 0.1)
+    >>> folder = tempfile.mkdtemp()
+    >>> text = write_report(rows, [0.5], folder, "Header.")
+    >>> text.splitlines()[0], sorted(os.listdir(folder))[:2]
+    ('Header.', ['teacher_signal.csv', 'teacher_signal.md'])
+    """
     os.makedirs(folder, exist_ok=True)
     table = format_signal_table(rows, taus)
     text = f"{header}\n\n{table}\n"
