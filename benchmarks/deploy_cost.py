@@ -174,11 +174,9 @@ def teacher_encoder(teacher_folder=None):
             "ecapa_to_small.yaml", {"student_channels": channels}
         )
     sys.path.insert(0, RECIPE_DIR)
-    import speaker_verification
+    from speechbrain_trkd import pretrained
 
-    encoder = speaker_verification.load_pretrained_encoder(
-        teacher_folder, device="cpu"
-    )
+    encoder = pretrained.load_pretrained_encoder(teacher_folder, device="cpu")
     return encoder.mods.embedding_model.eval(), encoder.hparams.n_mels
 
 

@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from speechbrain_trkd import pretrained, verification
 from speechbrain_trkd.onnx_export import (
     INT8_FILE,
     ONNX_FILE,
@@ -39,15 +40,6 @@ from speechbrain_trkd.scoring import (
     index_utterances,
     read_trials,
 )
-
-RECIPE_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "recipes",
-    "VoxCeleb",
-    "TRKD",
-)
-sys.path.insert(0, RECIPE_DIR)
-import speaker_verification as sv  # noqa: E402
 
 
 def backend_encoders(model_folder, architecture="ecapa"):
@@ -77,12 +69,12 @@ def backend_encoders(model_folder, architecture="ecapa"):
         raise FileNotFoundError(
             f"{onnx_path} does not exist: export with export_student.py --onnx"
         )
-    encoder = sv.load_pretrained_encoder(
+    encoder = pretrained.load_pretrained_encoder(
         model_folder, device="cpu", architecture=architecture
     )
     n_mels = encoder.hparams.n_mels
     encoders = {
-        "pytorch": sv.pretrained_encode_fn(encoder),
+        "pytorch": pretrained.pretrained_encode_fn(encoder),
         "onnx_fp32": onnx_encode_fn(onnx_session(onnx_path), n_mels),
     }
     int8_path = os.path.join(model_folder, INT8_FILE)
@@ -137,7 +129,7 @@ def parity_report(encoders, data_folder, trial_paths):
     report, reference = {}, None
     for backend, encode_fn in encoders.items():
         start = time.perf_counter()
-        embeddings = sv.compute_embeddings(
+        embeddings = verification.compute_embeddings(
             encode_fn, wav_paths, batch_size=1, device="cpu"
         )
         result = {"seconds": time.perf_counter() - start}
@@ -152,7 +144,9 @@ def parity_report(encoders, data_folder, trial_paths):
             scores = cosine_scores(
                 embeddings, indices[2 * number], indices[2 * number + 1]
             )
-            result[name] = sv.verification_metrics(scores, trial.labels)
+            result[name] = verification.verification_metrics(
+                scores, trial.labels
+            )
         report[backend] = result
     return report
 

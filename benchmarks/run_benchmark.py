@@ -68,7 +68,6 @@ for _path in (BENCH_DIR, RECIPE_DIR, REPO):
         sys.path.insert(0, str(_path))
 
 import demo  # noqa: E402
-import speaker_verification  # noqa: E402
 import torch  # noqa: E402
 import train_teacher  # noqa: E402
 import train_trkd  # noqa: E402
@@ -84,6 +83,7 @@ from paired_reading import (  # noqa: E402
 from speechbrain.utils.distributed import infer_device  # noqa: E402
 from throughput import measure_throughput  # noqa: E402
 
+from speechbrain_trkd import pretrained, verification  # noqa: E402
 from speechbrain_trkd.plots import (  # noqa: E402
     det_points,
     plot_det,
@@ -447,7 +447,7 @@ def score_lists(encode_fn, lists, output_folder, train_csv, hparams, device):
     metrics = {}
     for root, named in by_root.items():
         metrics.update(
-            speaker_verification.evaluate_verification(
+            verification.evaluate_verification(
                 encode_fn,
                 data_folder=root,
                 trial_lists=named,
@@ -483,9 +483,9 @@ def recipe_modules():
     Example
     -------
     >>> [m.__name__ for m in recipe_modules()]
-    ['train_trkd', 'speaker_verification', 'voxceleb_prepare']
+    ['train_trkd', 'speechbrain_trkd.verification', 'voxceleb_prepare']
     """
-    return [train_trkd, speaker_verification, voxceleb_prepare]
+    return [train_trkd, verification, voxceleb_prepare]
 
 
 # ---------------------------------------------------------------------------
@@ -580,11 +580,11 @@ def run_teacher(config):
     }
     del brain, hparams
     _free_memory()
-    encoder = speaker_verification.load_pretrained_encoder(
+    encoder = pretrained.load_pretrained_encoder(
         config["teacher_source"], device
     )
     info["zero_shot"] = score_lists(
-        speaker_verification.pretrained_encode_fn(encoder),
+        pretrained.pretrained_encode_fn(encoder),
         config["lists"],
         os.path.join(teacher_out, "zero_shot"),
         config["train_csv"],
@@ -627,7 +627,7 @@ def score_teacher_as_is(config, teacher_out):
     FileNotFoundError: ...
     """
     device = config["run_opts"]["device"]
-    encoder = speaker_verification.load_pretrained_encoder(
+    encoder = pretrained.load_pretrained_encoder(
         config["teacher_source"], device
     )
     settings = {
@@ -639,7 +639,7 @@ def score_teacher_as_is(config, teacher_out):
     }
     tic = time.perf_counter()
     metrics = score_lists(
-        speaker_verification.pretrained_encode_fn(encoder),
+        pretrained.pretrained_encode_fn(encoder),
         config["lists"],
         teacher_out,
         config["train_csv"],

@@ -147,10 +147,11 @@ def test_pytorch_scoring_path_uses_the_same_features(tmp_path):
     """``pretrained_encode_fn`` equals ``EncoderClassifier.encode_batch``."""
     sys.path.insert(0, str(REPO / "recipes" / "VoxCeleb" / "TRKD"))
     import export_student
-    import speaker_verification
     from speechbrain.dataio.encoder import CategoricalEncoder
     from speechbrain.lobes.models.ECAPA_TDNN import Classifier
     from speechbrain.processing.features import InputNormalization
+
+    from speechbrain_trkd import pretrained
 
     labels = CategoricalEncoder()
     labels.update_from_iterable(["a", "b"])
@@ -167,12 +168,12 @@ def test_pytorch_scoring_path_uses_the_same_features(tmp_path):
     norm = InputNormalization(norm_type="global", std_norm=False)
     norm(torch.randn(4, 1, 24), torch.ones(4))  # fit a global mean
     norm._save(f"{folder}/mean_var_norm_emb.ckpt")
-    encoder = speaker_verification.load_pretrained_encoder(folder, "cpu")
+    encoder = pretrained.load_pretrained_encoder(folder, "cpu")
     wavs = torch.stack([voiced_audio(1.0, 0), voiced_audio(1.0, 1)])
     wavs[1, 9000:] = 0
     lens = torch.tensor([1.0, 0.5625])
     for normalize in (False, True):
-        encode = speaker_verification.pretrained_encode_fn(encoder, normalize)
+        encode = pretrained.pretrained_encode_fn(encoder, normalize)
         expected = encoder.encode_batch(wavs, lens, normalize=normalize)
         assert torch.equal(encode(wavs, lens), expected)
 

@@ -1,4 +1,7 @@
-"""Tests of the verification recipe script (speaker_verification.py)."""
+"""Tests of speaker verification: the plugin's embedding, cohorts, backends
+and report (speechbrain_trkd.verification), its pinned weights-only loading
+of model folders (speechbrain_trkd.pretrained), and the recipe's command
+line (speaker_verification.py)."""
 
 import csv
 import importlib.util
@@ -14,7 +17,10 @@ import soundfile
 import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
+from speechbrain_trkd import pretrained, verification
+from speechbrain_trkd.scoring import read_trials
 from speechbrain_trkd.synthetic import make_synthetic_corpus
+from speechbrain_trkd.teacher_cache import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "VoxCeleb" / "TRKD"
@@ -147,7 +153,9 @@ def test_compute_embeddings_order_and_batching(corpus):
         seen.append((wavs.shape, wav_lens.clone()))
         return spectral_encoder(wavs, wav_lens)
 
-    got = sv.compute_embeddings(spy, paths, batch_size=6, device="cpu")
+    got = verification.compute_embeddings(
+        spy, paths, batch_size=6, device="cpu"
+    )
     assert got.shape == (20, 32)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
@@ -159,7 +167,7 @@ def test_compute_embeddings_order_and_batching(corpus):
         assert lens.max() == 1.0 and (lens > 0).all()
 
     for batch_size, cap in ((1, None), (3, None), (64, None), (64, 1.5)):
-        other = sv.compute_embeddings(
+        other = verification.compute_embeddings(
             spectral_encoder,
             paths,
             batch_size=batch_size,
@@ -178,7 +186,7 @@ def test_compute_embeddings_max_batch_seconds_caps_padding(corpus):
         sizes.append(wavs.numel())
         return spectral_encoder(wavs, wav_lens)
 
-    sv.compute_embeddings(spy, paths, 8, "cpu", max_batch_seconds=1.0)
+    verification.compute_embeddings(spy, paths, 8, "cpu", max_batch_seconds=1.0)
     longest = max(soundfile.info(p).frames for p in paths)
     # A batch exceeds the cap only when it is a single long utterance.
     assert all(size <= max(SAMPLE_RATE, longest) for size in sizes)
@@ -198,7 +206,7 @@ def test_compute_embeddings_keeps_equal_lengths_in_input_order(tmp_path):
         seen.append([round(v / 0.125) - 1 for v in wavs[:, 0].tolist()])
         return wavs[:, :1]
 
-    got = sv.compute_embeddings(first_sample, paths, 2, "cpu")
+    got = verification.compute_embeddings(first_sample, paths, 2, "cpu")
     assert seen == [[1, 4], [0, 2], [3]]
     assert got.squeeze(1).tolist() == [0.125 * (i + 1) for i in range(5)]
 
@@ -211,7 +219,7 @@ def test_compute_embeddings_accepts_2d_encoder_output(corpus):
         return spectral_encoder(wavs, wav_lens).squeeze(1)
 
     torch.testing.assert_close(
-        sv.compute_embeddings(flat, paths, 3, "cpu"),
+        verification.compute_embeddings(flat, paths, 3, "cpu"),
         one_by_one(paths),
         atol=1e-5,
         rtol=1e-5,
@@ -222,25 +230,31 @@ def test_compute_embeddings_errors(corpus, tmp_path):
     root, speakers = corpus
     good = str(root / "wav" / speakers["tr00"][0])
     with pytest.raises(FileNotFoundError, match="nope.wav"):
-        sv.compute_embeddings(spectral_encoder, [good, "/x/nope.wav"], 2, "cpu")
+        verification.compute_embeddings(
+            spectral_encoder, [good, "/x/nope.wav"], 2, "cpu"
+        )
     wrong_rate = tmp_path / "8k.wav"
     soundfile.write(wrong_rate, numpy.zeros(4000, numpy.float32), 8000)
     with pytest.raises(ValueError, match="8k.wav: sample rate 8000 Hz"):
-        sv.compute_embeddings(spectral_encoder, [str(wrong_rate)], 2, "cpu")
+        verification.compute_embeddings(
+            spectral_encoder, [str(wrong_rate)], 2, "cpu"
+        )
     with pytest.raises(ValueError, match="no audio files"):
-        sv.compute_embeddings(spectral_encoder, [], 2, "cpu")
+        verification.compute_embeddings(spectral_encoder, [], 2, "cpu")
     nan_file = tmp_path / "nan.wav"
     samples = numpy.zeros(16000, numpy.float32)
     samples[100] = numpy.nan
     soundfile.write(nan_file, samples, 16000, subtype="FLOAT")
     with pytest.raises(ValueError, match="nan.wav: non-finite samples"):
-        sv.compute_embeddings(spectral_encoder, [str(nan_file)], 2, "cpu")
+        verification.compute_embeddings(
+            spectral_encoder, [str(nan_file)], 2, "cpu"
+        )
 
     def bad(wavs, wav_lens):
         return wavs[:, :3, None]
 
     with pytest.raises(ValueError, match=r"expected \[B, D\] or \[B, 1, D\]"):
-        sv.compute_embeddings(bad, [good], 2, "cpu")
+        verification.compute_embeddings(bad, [good], 2, "cpu")
 
 
 def test_read_cohort_list(tmp_path):
@@ -253,7 +267,9 @@ def test_read_cohort_list(tmp_path):
         "d,3,s1/x/1.wav,1,2,s1\n"
         "e,3,s1/y/2.wav,0,1,s1\n"
     )
-    wavs, speakers = sv.read_cohort_list(path, "/root", utts_per_speaker=2)
+    wavs, speakers = verification.read_cohort_list(
+        path, "/root", utts_per_speaker=2
+    )
     assert wavs == [
         "/root/wav/s1/x/1.wav",
         "/root/wav/s1/x/3.wav",
@@ -263,7 +279,7 @@ def test_read_cohort_list(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("ID,wav\na,b.wav\n")
     with pytest.raises(ValueError, match=r"bad\.csv: missing column.*spk_id"):
-        sv.read_cohort_list(bad, "/root")
+        verification.read_cohort_list(bad, "/root")
 
 
 # ---------------------------------------------------------------------------
@@ -287,7 +303,7 @@ def test_evaluate_verification_all_backends(corpus, tmp_path):
     write_train_csv(train_csv, root, speakers)
 
     out = tmp_path / "out"
-    metrics = sv.evaluate_verification(
+    metrics = verification.evaluate_verification(
         spectral_encoder,
         data_folder=str(root),
         trial_lists={"all": str(tmp_path / "all.txt"), "rev": str(reverse)},
@@ -336,7 +352,7 @@ def test_evaluate_verification_utterance_paths(corpus, tmp_path):
     )
     # Trial names (.flac) mapped to the real (.wav) files.
     mapping = {u.replace(".wav", ".flac"): str(root / "wav" / u) for u in dev}
-    metrics = sv.evaluate_verification(
+    metrics = verification.evaluate_verification(
         spectral_encoder,
         str(root),
         [str(tmp_path / "O.txt")],
@@ -346,7 +362,7 @@ def test_evaluate_verification_utterance_paths(corpus, tmp_path):
     )
     assert list(metrics) == ["O"]
     with pytest.raises(FileNotFoundError, match=r"trial list O .*trial 1: "):
-        sv.evaluate_verification(
+        verification.evaluate_verification(
             spectral_encoder,
             str(root),
             [str(tmp_path / "O.txt")],
@@ -361,11 +377,15 @@ def test_evaluate_verification_errors(corpus, tmp_path):
     write_all_pairs(trial_list, speakers["dv14"] + speakers["dv17"])
     args = (spectral_encoder, str(root), [str(trial_list)], str(tmp_path))
     with pytest.raises(ValueError, match="need train_csv"):
-        sv.evaluate_verification(*args, backends=["asnorm"], device="cpu")
+        verification.evaluate_verification(
+            *args, backends=["asnorm"], device="cpu"
+        )
     with pytest.raises(ValueError, match=r"unknown .*\['lda'\]"):
-        sv.evaluate_verification(*args, backends=["lda"], device="cpu")
+        verification.evaluate_verification(
+            *args, backends=["lda"], device="cpu"
+        )
     with pytest.raises(ValueError, match="two trial lists are named 'O'"):
-        sv.evaluate_verification(
+        verification.evaluate_verification(
             spectral_encoder,
             str(root),
             [str(trial_list), str(trial_list)],
@@ -379,7 +399,7 @@ def test_write_metrics_and_table(tmp_path):
         "O": {"cosine": {"eer": 1.5, "min_dcf_0.01": 0.2}},
         "H": {"plda": {"eer": 3.25, "min_dcf_0.01": 0.4}},
     }
-    json_path, csv_path = sv.write_metrics(metrics, tmp_path / "m")
+    json_path, csv_path = verification.write_metrics(metrics, tmp_path / "m")
     assert json.loads(Path(json_path).read_text()) == metrics
     with open(csv_path) as csv_file:
         rows = list(csv.DictReader(csv_file))
@@ -387,7 +407,7 @@ def test_write_metrics_and_table(tmp_path):
         ("O", "cosine", 1.5),
         ("H", "plda", 3.25),
     ]
-    table = sv.format_results_table(metrics).splitlines()
+    table = verification.format_results_table(metrics).splitlines()
     assert table[0].split() == ["list", "backend", "eer", "min_dcf_0.01"]
     assert table[2].split() == ["H", "plda", "3.2500", "0.4000"]
 
@@ -552,26 +572,28 @@ def test_lists_of_teacher_trained_speakers_are_named(tmp_path, caplog):
         utterances_per_session=2,
         duration=(0.5, 0.6),
     )
-    trials = sv.read_trials(corpus.trial_file)
+    trials = read_trials(corpus.trial_file)
     dev = sorted({utt.split("/")[0] for utt in trials.enrol + trials.test})
     encoder = CategoricalEncoder()
     encoder.update_from_iterable(["vox_speaker", *dev[:2]])
     encoder_file = tmp_path / "label_encoder.txt"
     encoder.save(str(encoder_file))
     with caplog.at_level("WARNING"):
-        overlap = sv.trained_speaker_overlap(
+        overlap = verification.trained_speaker_overlap(
             {"H": corpus.trial_file}, str(encoder_file)
         )
     assert overlap == {"H": (2, len(dev))}
     assert f"trained on 2 of its {len(dev)} speakers" in caplog.text
     assert str(encoder_file) in caplog.text
-    table = sv.format_results_table({"H": {"cosine": {"eer": 1.0}}}, overlap)
+    table = verification.format_results_table(
+        {"H": {"cosine": {"eer": 1.0}}}, overlap
+    )
     assert table.splitlines()[1].startswith("H*")
     assert f"H: 2 of {len(dev)}" in table
     clean = CategoricalEncoder()
     clean.update_from_iterable(["vox_speaker"])
     clean.save(str(tmp_path / "clean.txt"))
-    assert not sv.trained_speaker_overlap(
+    assert not verification.trained_speaker_overlap(
         [corpus.trial_file], str(tmp_path / "clean.txt")
     )
 
@@ -589,7 +611,7 @@ def test_model_folder_code_is_never_run(tmp_path):
     marker = tmp_path / "pwned"
     with open(hostile / "hyperparams.yaml", "a") as fout:
         fout.write(f'pwn: !apply:os.system ["touch {marker}"]\n')
-    encoder = sv.load_pretrained_encoder(str(hostile), "cpu")
+    encoder = pretrained.load_pretrained_encoder(str(hostile), "cpu")
     assert not marker.exists()
     reference = EncoderClassifier.from_hparams(
         source=str(clean),
@@ -612,19 +634,19 @@ def test_model_folder_pins_and_damage_are_named(tmp_path):
     encoder each fail before use, naming the file in the model folder."""
     model = tmp_path / "model"
     make_tiny_model_folder(model)
-    digest = sv.file_sha256(model / "classifier.ckpt")
-    sv.load_pretrained_encoder(
+    digest = file_sha256(model / "classifier.ckpt")
+    pretrained.load_pretrained_encoder(
         str(model), "cpu", sha256={"classifier.ckpt": digest}
     )
     with pytest.raises(ValueError, match="classifier.ckpt has sha256"):
-        sv.load_pretrained_encoder(
+        pretrained.load_pretrained_encoder(
             str(model), "cpu", sha256={"classifier.ckpt": "0" * 64}
         )
     data = (model / "classifier.ckpt").read_bytes()
     (model / "classifier.ckpt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"model/classifier.ckpt is not a"):
-        sv.load_pretrained_encoder(str(model), "cpu")
+        pretrained.load_pretrained_encoder(str(model), "cpu")
     (model / "classifier.ckpt").write_bytes(data)
     (model / "label_encoder.txt").write_text("'a' => 0\nbroken line\n")
     with pytest.raises(ValueError, match=r"model/label_encoder.txt is dama"):
-        sv.load_pretrained_encoder(str(model), "cpu")
+        pretrained.load_pretrained_encoder(str(model), "cpu")

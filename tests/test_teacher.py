@@ -14,13 +14,13 @@ from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
 from speechbrain.processing.features import InputNormalization
 
+from speechbrain_trkd.pretrained import collect_pinned
 from speechbrain_trkd.teacher import FrozenTeacher, class_index_map
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RECIPE_DIR = REPO / "recipes" / "VoxCeleb" / "TRKD"
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(RECIPE_DIR))
-from speaker_verification import collect_pinned  # noqa: E402
 
 HUB_TEACHER = SHARED / "models" / "spkrec-ecapa-voxceleb"
 

@@ -38,11 +38,11 @@ from speechbrain.utils.distributed import (
     run_on_main,
 )
 
+from speechbrain_trkd.pretrained import collect_pinned, load_collected
 from speechbrain_trkd.speaker_brain import SpeakerBrain
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_student import card_metrics, export_model  # noqa: E402
-from speaker_verification import collect_pinned, load_collected  # noqa: E402
 from train_trkd import (  # noqa: E402
     build_wav_augment,
     dataio_prep,

@@ -48,6 +48,7 @@ from speechbrain_trkd.plots import (
     write_training_plots,
     write_verification_plots,
 )
+from speechbrain_trkd.pretrained import collect_pinned, load_collected
 from speechbrain_trkd.run_identity import check_same_run
 from speechbrain_trkd.run_lock import RunLock
 from speechbrain_trkd.teacher import class_index_map
@@ -56,18 +57,16 @@ from speechbrain_trkd.teacher_cache import (
     build_teacher_cache,
     file_sha256,
 )
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export_student import export_model, student_card  # noqa: E402
-from speaker_verification import (  # noqa: E402
-    collect_pinned,
+from speechbrain_trkd.verification import (
     evaluate_verification,
     format_results_table,
-    load_collected,
     read_utterance_paths,
     trained_speaker_overlap,
     write_metrics,
 )
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_student import export_model, student_card  # noqa: E402
 from voxceleb_prepare import (  # noqa: E402
     as_path_list,
     fetch_verification_list,

@@ -1,0 +1,732 @@
+"""Speaker verification: whole-utterance embeddings, trial lists, cohorts,
+the scoring backends (cosine, AS-norm, PLDA) and the EER / minDCF report.
+
+Trial lists are in the VoxCeleb format (``label enrol test``, utterances
+relative to ``<data_folder>/wav``, or named by ID in SpeechBrain CSVs).
+Embeddings are computed utterance by utterance in batches of equal length
+(padding moves ECAPA embeddings).
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import csv
+import functools
+import json
+import os
+import time
+
+import torch
+from speechbrain.dataio import audio_io
+from speechbrain.dataio.dataloader import make_dataloader
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.distributed import infer_device
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_trkd.scoring import (
+    PLDABackend,
+    asnorm_scores,
+    compute_eer,
+    compute_min_dcf,
+    cosine_scores,
+    index_utterances,
+    read_trials,
+    speaker_mean_embeddings,
+    write_scores,
+)
+
+logger = get_logger(__name__)
+
+
+BACKENDS = ("cosine", "asnorm", "plda")
+
+
+# ---------------------------------------------------------------------------
+# Embedding extraction
+# ---------------------------------------------------------------------------
+
+
+def _read_mono(path, sample_rate):
+    """Reads a whole utterance as a mono float32 waveform [T]."""
+    signal, rate = audio_io.load(path, dtype=torch.float32)
+    if rate != sample_rate:
+        raise ValueError(
+            f"{path}: sample rate {rate} Hz, the encoder expects "
+            f"{sample_rate} Hz"
+        )
+    if signal.shape[1] == 0:
+        raise ValueError(f"{path}: the audio file holds no samples")
+    if not torch.isfinite(signal).all():
+        raise ValueError(f"{path}: non-finite samples (NaN or inf)")
+    return signal.mean(dim=0)
+
+
+def _consecutive_batches(num_frames, batch_size, max_batch_frames=None):
+    """Groups consecutive utterances, sorted longest first, into batches.
+
+    A batch closes at ``batch_size`` utterances or when its padded size
+    (utterances times its first, longest one) would exceed
+    ``max_batch_frames``.
+    """
+    # Kept over DynamicBatchSampler: at 8 per batch and 240 s, its buckets
+    # pad 1,598 of the 1,773 openspk dev utterances otherwise, and padding
+    # moves Hub ECAPA embeddings (1 - cos up to 2.8e-3).
+    batches = []
+    for index in range(len(num_frames)):
+        if batches:
+            batch = batches[-1]
+            padded = (len(batch) + 1) * num_frames[batch[0]]
+            if len(batch) < batch_size and (
+                max_batch_frames is None or padded <= max_batch_frames
+            ):
+                batch.append(index)
+                continue
+        batches.append([index])
+    return batches
+
+
+def compute_embeddings(
+    encode_fn,
+    wav_paths,
+    batch_size=8,
+    device=None,
+    sample_rate=16000,
+    max_batch_seconds=None,
+    num_workers=0,
+):
+    """Embeddings of whole utterances, batched by length.
+
+    Files are read with ``speechbrain.dataio.audio_io`` (multi-channel files
+    are averaged to mono) through a ``DynamicItemDataset`` sorted by length,
+    longest first (from the file headers; equal lengths in input order),
+    batched by ``make_dataloader`` into ``PaddedBatch`` objects (zeros up to
+    the longest of each batch, relative lengths), passed to ``encode_fn``
+    under ``torch.no_grad``. The caller puts the model in eval mode.
+
+    Arguments
+    ---------
+    encode_fn : callable
+        ``encode_fn(wavs [B, T], wav_lens [B]) -> [B, D] or [B, 1, D]``, e.g.
+        an in-memory student or :func:`pretrained_encode_fn`.
+    wav_paths : list of str
+        Audio files, one per utterance.
+    batch_size : int
+        Utterances per batch at most.
+    device : str or torch.device, optional
+        Where the batches are sent (the model's device); by default the
+        accelerator when there is one, else the CPU.
+    sample_rate : int
+        Expected sample rate; a file at another rate raises an error.
+    max_batch_seconds : float, optional
+        Cap on the padded audio of a batch (utterances times the longest
+        one), bounding memory for long utterances; a single longer utterance
+        still forms a batch of its own.
+    num_workers : int
+        DataLoader worker processes that read audio.
+
+    Returns
+    -------
+    torch.Tensor
+        Float32 embeddings [N, D] on the CPU, in the order of ``wav_paths``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> def mean_abs(wavs, wav_lens):  # a toy encoder: mean |x| over time
+    ...     n = wavs.shape[1]
+    ...     mask = torch.arange(n) < wav_lens[:, None] * n
+    ...     return ((wavs.abs() * mask).sum(1) / mask.sum(1)).unsqueeze(1)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     paths = []
+    ...     for i, n in enumerate([1600, 800, 2400]):
+    ...         paths.append(os.path.join(tmp, f"{i}.wav"))
+    ...         wav = torch.full((1, n), 0.25 * (i + 1))
+    ...         audio_io.save(paths[-1], wav, 16000)
+    ...     emb = compute_embeddings(mean_abs, paths, 2, device="cpu")
+    >>> emb.shape, emb.squeeze(1).tolist()
+    (torch.Size([3, 1]), [0.25, 0.5, 0.75])
+    """
+    if len(wav_paths) == 0:
+        raise ValueError("compute_embeddings: no audio files given")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if device is None:
+        device = infer_device()
+    utterances = {}
+    for index, path in enumerate(wav_paths):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"audio file not found: {path}")
+        # Sorting on minus the length puts the longest first and keeps ties
+        # in input order (reverse=True would reverse ties).
+        frames = audio_io.info(path).frames
+        utterances[str(index)] = {"wav": path, "minus_frames": -frames}
+    dataset = DynamicItemDataset(utterances)
+    dataset.add_dynamic_item(
+        functools.partial(_read_mono, sample_rate=sample_rate),
+        takes="wav",
+        provides="sig",
+    )
+    dataset.set_output_keys(["id", "sig"])
+    dataset = dataset.filtered_sorted(sort_key="minus_frames")
+    max_batch_frames = None
+    if max_batch_seconds is not None:
+        max_batch_frames = int(max_batch_seconds * sample_rate)
+    num_frames = [-dataset.data[i]["minus_frames"] for i in dataset.data_ids]
+    loader = make_dataloader(
+        dataset,
+        batch_sampler=_consecutive_batches(
+            num_frames, batch_size, max_batch_frames
+        ),
+        num_workers=num_workers,
+    )
+    embeddings = None
+    with torch.no_grad():
+        for batch in loader:
+            indices = torch.tensor([int(i) for i in batch.id])
+            wavs, wav_lens = batch.sig
+            encoded = encode_fn(wavs.to(device), wav_lens.to(device))
+            if encoded.ndim == 3 and encoded.shape[1] == 1:
+                encoded = encoded.squeeze(1)
+            if encoded.ndim != 2 or encoded.shape[0] != len(indices):
+                raise ValueError(
+                    f"encode_fn returned shape {tuple(encoded.shape)} for a "
+                    f"batch of {len(indices)}; expected [B, D] or [B, 1, D]"
+                )
+            if embeddings is None:
+                embeddings = torch.empty(len(wav_paths), encoded.shape[1])
+            embeddings[indices] = encoded.float().cpu()
+    return embeddings
+
+
+def read_cohort_list(train_csv, data_folder, utts_per_speaker=10):
+    """Training utterances for the AS-norm cohort and the PLDA model.
+
+    Reads a SpeechBrain CSV (columns ``wav`` and ``spk_id`` are used; rows
+    may be segments of the same file) and keeps, for each speaker, the first
+    ``utts_per_speaker`` distinct audio files in sorted order; whole files
+    are embedded, like the trial utterances.
+
+    Arguments
+    ---------
+    train_csv : str
+        The training CSV written by data preparation.
+    data_folder : str
+        Dataset root: a relative ``wav`` entry is taken relative to
+        ``<data_folder>/wav``.
+    utts_per_speaker : int
+        Files kept per speaker at most.
+
+    Returns
+    -------
+    wav_paths : list of str
+        The kept audio files.
+    speaker_ids : list of str
+        The speaker of each file.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "train.csv")
+    ...     with open(path, "w") as f:
+    ...         _ = f.write("ID,duration,wav,start,stop,spk_id\\n")
+    ...         for utt in ["s1/a/2", "s1/a/1", "s1/a/1", "s1/b/3", "s2/c/1"]:
+    ...             _ = f.write(f"{utt},3.0,{utt}.wav,0,48000,{utt[:2]}\\n")
+    ...     wavs, spks = read_cohort_list(path, "/data", utts_per_speaker=2)
+    >>> wavs
+    ['/data/wav/s1/a/1.wav', '/data/wav/s1/a/2.wav', '/data/wav/s2/c/1.wav']
+    >>> spks
+    ['s1', 's1', 's2']
+    """
+    if utts_per_speaker < 1:
+        raise ValueError(
+            f"utts_per_speaker must be positive, got {utts_per_speaker}"
+        )
+    files_of = {}
+    with open(train_csv, newline="", encoding="utf-8") as csv_file:
+        reader = csv.DictReader(csv_file)
+        missing = {"wav", "spk_id"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(
+                f"{train_csv}: missing column(s) {sorted(missing)}; found "
+                f"{reader.fieldnames}"
+            )
+        for row in reader:
+            wav = row["wav"]
+            if not os.path.isabs(wav):
+                wav = os.path.join(data_folder, "wav", wav)
+            files_of.setdefault(row["spk_id"], set()).add(wav)
+    if not files_of:
+        raise ValueError(f"{train_csv}: no training utterances")
+    wav_paths, speaker_ids = [], []
+    for speaker in sorted(files_of):
+        kept = sorted(files_of[speaker])[:utts_per_speaker]
+        wav_paths.extend(kept)
+        speaker_ids.extend([speaker] * len(kept))
+    return wav_paths, speaker_ids
+
+
+def _named_trial_lists(trial_lists):
+    """Accepts {name: path} or a list of paths (named by file stem)."""
+    if isinstance(trial_lists, (str, os.PathLike)):
+        trial_lists = [trial_lists]
+    if isinstance(trial_lists, dict):
+        named = {str(name): path for name, path in trial_lists.items()}
+    else:
+        named = {}
+        for path in trial_lists:
+            name = os.path.splitext(os.path.basename(path))[0]
+            if name in named:
+                raise ValueError(
+                    f"two trial lists are named {name!r}; give them as a "
+                    "{name: path} mapping"
+                )
+            named[name] = path
+    if not named:
+        raise ValueError("no trial lists given")
+    return named
+
+
+def read_utterance_paths(csv_files):
+    """Maps utterance IDs to audio files, from SpeechBrain CSVs.
+
+    Trial lists may name utterances by an annotation's ``ID`` (alone or as
+    ``<ID>.wav``, the convention of SpeechBrain's sample verification list)
+    rather than by their path under ``<data_folder>/wav``.
+
+    Arguments
+    ---------
+    csv_files : list of str
+        CSV files with the columns ``ID`` and ``wav``.
+
+    Returns
+    -------
+    dict
+        ``{ID: wav}`` over all files; empty for no files.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "utts.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("ID,duration,wav,spk_id\\nu1,1.0,/a/u1.wav,s1\\n")
+    >>> read_utterance_paths([path])
+    {'u1': '/a/u1.wav'}
+    >>> _utterance_path("u1.wav", "/data", read_utterance_paths([path]))
+    '/a/u1.wav'
+    """
+    paths = {}
+    for csv_path in csv_files:
+        with open(csv_path, newline="", encoding="utf-8") as csv_file:
+            reader = csv.DictReader(csv_file, skipinitialspace=True)
+            missing = {"ID", "wav"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(
+                    f"{csv_path}: missing column(s) {sorted(missing)}"
+                )
+            paths.update((row["ID"], row["wav"]) for row in reader)
+    return paths
+
+
+def _utterance_path(utt, data_folder, utterance_paths):
+    """Audio file of a trial utterance: the mapping's (by the utterance or
+    its name without extension), else under wav/."""
+    for key in (utt, os.path.splitext(utt)[0]):
+        if utterance_paths and key in utterance_paths:
+            return utterance_paths[key]
+    return os.path.join(data_folder, "wav", utt)
+
+
+def _check_utterances_exist(trials, list_name, list_path, path_of):
+    """Fails on the first trial utterance whose audio file is missing."""
+    seen = set()
+    for line, utts in enumerate(zip(trials.enrol, trials.test, strict=True)):
+        for utt in utts:
+            if utt in seen:
+                continue
+            seen.add(utt)
+            if not os.path.isfile(path_of(utt)):
+                raise FileNotFoundError(
+                    f"trial list {list_name} ({list_path}), trial "
+                    f"{line + 1}: audio of {utt} not found ({path_of(utt)})"
+                )
+
+
+def verification_metrics(scores, labels, p_targets=(0.01, 0.05)):
+    """EER (%) and normalised minDCF of scored trials.
+
+    Arguments
+    ---------
+    scores : torch.Tensor
+        One score per trial [T].
+    labels : torch.Tensor
+        One label per trial [T] (1 target, 0 non-target).
+    p_targets : tuple of float
+        Target priors of the reported minDCFs (c_miss = c_fa = 1).
+
+    Returns
+    -------
+    dict
+        ``eer`` (in %) and ``min_dcf_<p_target>`` for each prior.
+
+    Example
+    -------
+    >>> metrics = verification_metrics(
+    ...     torch.tensor([0.9, 0.2, 0.4, 0.1]), torch.tensor([1, 1, 0, 0])
+    ... )
+    >>> sorted(metrics), metrics["eer"]
+    (['eer', 'min_dcf_0.01', 'min_dcf_0.05'], 50.0)
+    """
+    metrics = {"eer": 100.0 * compute_eer(scores, labels)[0]}
+    for p_target in p_targets:
+        metrics[f"min_dcf_{p_target:g}"] = compute_min_dcf(
+            scores, labels, p_target=p_target
+        )[0]
+    return metrics
+
+
+def evaluate_verification(
+    encode_fn,
+    data_folder,
+    trial_lists,
+    output_folder,
+    backends=("cosine",),
+    train_csv=None,
+    cohort_utts_per_speaker=10,
+    asnorm_top_n=300,
+    plda_rank_f=100,
+    plda_nb_iter=10,
+    batch_size=8,
+    device=None,
+    sample_rate=16000,
+    max_batch_seconds=None,
+    num_workers=0,
+    p_targets=(0.01, 0.05),
+    utterance_paths=None,
+):
+    """Scores trial lists with whole-utterance embeddings and backends.
+
+    Every unique utterance of all lists (and of the training cohort, when a
+    backend needs one) is embedded once. Each backend then scores each list;
+    the scores go to ``<output_folder>/scores/<list>_<backend>.txt`` (lines
+    ``enrol test label score``).
+
+    Backends: ``cosine``; ``asnorm`` (cosine with adaptive symmetric
+    normalisation against one mean embedding per training speaker, top
+    ``asnorm_top_n``); ``plda`` (SpeechBrain PLDA trained on the training
+    utterances, length-normalised, rank ``min(plda_rank_f, D)``). ``asnorm``
+    and ``plda`` need ``train_csv``.
+
+    Arguments
+    ---------
+    encode_fn : callable
+        ``encode_fn(wavs, wav_lens) -> [B, D] or [B, 1, D]`` (eval mode).
+    data_folder : str
+        Dataset root; trial utterances are under ``<data_folder>/wav``.
+    trial_lists : dict or list
+        ``{name: path}`` or a list of paths (named by their file stem).
+    output_folder : str
+        Where the score files are written.
+    backends : sequence of str
+        Any of ``cosine``, ``asnorm``, ``plda``.
+    train_csv : str, optional
+        Training CSV (columns ``wav``, ``spk_id``) of the cohort / PLDA
+        utterances.
+    cohort_utts_per_speaker : int
+        Training files per speaker used at most.
+    asnorm_top_n : int
+        Cohort scores kept per utterance by AS-norm.
+    plda_rank_f : int
+        Rank of the PLDA speaker subspace (capped at the embedding size).
+    plda_nb_iter : int
+        PLDA EM iterations.
+    batch_size : int
+        Utterances per embedding batch.
+    device : str, optional
+        Device of the model (default: the accelerator if any).
+    sample_rate : int
+        Sample rate the encoder expects.
+    max_batch_seconds : float, optional
+        Cap on the padded audio per batch.
+    num_workers : int
+        Audio-reading worker processes.
+    p_targets : tuple of float
+        Target priors of the reported minDCFs.
+    utterance_paths : dict, optional
+        ``{trial utterance: audio file}`` for utterances stored elsewhere
+        than ``<data_folder>/wav/<utterance>`` (e.g. the ``ID`` -> ``wav``
+        columns of the prepared enrol/test CSVs, when the files were
+        converted to another format); others are looked up under ``wav/``.
+
+    Returns
+    -------
+    dict
+        ``{list_name: {backend: {"eer": %, "min_dcf_0.01": ..., ...}}}``.
+
+    Example
+    -------
+    >>> evaluate_verification(None, "/data", [], "/tmp/out")
+    Traceback (most recent call last):
+    ...
+    ValueError: no trial lists given
+    """
+    named = _named_trial_lists(trial_lists)
+    backends = list(backends)
+    unknown = [name for name in backends if name not in BACKENDS]
+    if unknown or not backends:
+        raise ValueError(
+            f"unknown or no backend(s) {unknown}; choose from {BACKENDS}"
+        )
+    needs_cohort = any(name in ("asnorm", "plda") for name in backends)
+    if needs_cohort and not train_csv:
+        raise ValueError(
+            "the asnorm and plda backends need train_csv (training "
+            "utterances for the cohort / PLDA model)"
+        )
+    if device is None:
+        device = infer_device()
+
+    def path_of(utt):
+        return _utterance_path(utt, data_folder, utterance_paths)
+
+    trials = {}
+    for name, path in named.items():
+        trials[name] = read_trials(path)
+        _check_utterances_exist(trials[name], name, path, path_of)
+    sides = [side for t in trials.values() for side in (t.enrol, t.test)]
+    utterances, indices = index_utterances(*sides)
+    wav_paths = [path_of(utt) for utt in utterances]
+    cohort_paths, cohort_speakers = [], []
+    if needs_cohort:
+        cohort_paths, cohort_speakers = read_cohort_list(
+            train_csv, data_folder, cohort_utts_per_speaker
+        )
+
+    start = time.time()
+    embeddings = compute_embeddings(
+        encode_fn,
+        wav_paths + cohort_paths,
+        batch_size=batch_size,
+        device=device,
+        sample_rate=sample_rate,
+        max_batch_seconds=max_batch_seconds,
+        num_workers=num_workers,
+    )
+    logger.info(
+        "Embedded %d utterances in %.1f s",
+        embeddings.shape[0],
+        time.time() - start,
+    )
+    cohort_embeddings = embeddings[len(wav_paths) :]
+    embeddings = embeddings[: len(wav_paths)]
+
+    plda = None
+    if "plda" in backends:
+        rank_f = min(plda_rank_f, embeddings.shape[1])
+        plda = PLDABackend(rank_f=rank_f, nb_iter=plda_nb_iter)
+        plda.fit(cohort_embeddings, cohort_speakers)
+    cohort = None
+    if "asnorm" in backends:
+        cohort = speaker_mean_embeddings(cohort_embeddings, cohort_speakers)[0]
+        cohort = cohort.to(device)
+    scoring_embeddings = embeddings.to(device)
+
+    metrics = {}
+    for number, (name, trial) in enumerate(trials.items()):
+        enrol_idx, test_idx = indices[2 * number], indices[2 * number + 1]
+        metrics[name] = {}
+        for backend in backends:
+            if backend == "cosine":
+                scores = cosine_scores(scoring_embeddings, enrol_idx, test_idx)
+            elif backend == "asnorm":
+                scores = asnorm_scores(
+                    scoring_embeddings,
+                    enrol_idx,
+                    test_idx,
+                    cohort,
+                    top_n=asnorm_top_n,
+                )
+            else:
+                scores = plda.score(embeddings, enrol_idx, test_idx)
+            scores = scores.cpu()
+            write_scores(
+                os.path.join(output_folder, "scores", f"{name}_{backend}.txt"),
+                trial.enrol,
+                trial.test,
+                trial.labels,
+                scores,
+            )
+            metrics[name][backend] = verification_metrics(
+                scores, trial.labels, p_targets
+            )
+    return metrics
+
+
+def trained_speaker_overlap(trial_lists, label_encoder_file):
+    """Warns about trial lists whose speakers a (teacher) model trained on.
+
+    A speaker is the first component of a trial utterance's path
+    (``<speaker>/<session>/<utt>``), as in VoxCeleb. The Hub teacher
+    (``spkrec-ecapa-voxceleb``) was trained on VoxCeleb1 + VoxCeleb2 dev, so
+    it has seen every speaker of Vox1-E and Vox1-H: a student distilled from
+    it and scored on those lists is scored on speakers its teacher knew.
+    Only Vox1-O is clean.
+
+    Arguments
+    ---------
+    trial_lists : dict or list
+        ``{name: path}`` or paths (named by file stem).
+    label_encoder_file : str
+        The model's ``label_encoder.txt`` (SpeechBrain ``CategoricalEncoder``
+        format).
+
+    Returns
+    -------
+    dict
+        ``{list_name: (trained_speakers, list_speakers)}`` for every list
+        with at least one speaker in the label encoder; each is also logged
+        as a warning.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.dataio.encoder import CategoricalEncoder
+    >>> tmp = tempfile.mkdtemp()
+    >>> encoder = CategoricalEncoder()
+    >>> encoder.update_from_iterable(["id1", "id2", "id9"])
+    >>> encoder.save(os.path.join(tmp, "label_encoder.txt"))
+    >>> with open(os.path.join(tmp, "H.txt"), "w") as f:
+    ...     _ = f.write("1 id1/a/1.wav id1/b/2.wav" + chr(10))
+    ...     _ = f.write("0 id1/a/1.wav id3/c/3.wav" + chr(10))
+    >>> trained_speaker_overlap([os.path.join(tmp, "H.txt")],
+    ...                         os.path.join(tmp, "label_encoder.txt"))
+    {'H': (1, 2)}
+    """
+    encoder = CategoricalEncoder()
+    encoder.load(label_encoder_file)
+    overlap = {}
+    for name, path in _named_trial_lists(trial_lists).items():
+        trials = read_trials(path)
+        speakers = {utt.split("/")[0] for utt in [*trials.enrol, *trials.test]}
+        known = sorted(spk for spk in speakers if spk in encoder.lab2ind)
+        if not known:
+            continue
+        overlap[name] = (len(known), len(speakers))
+        logger.warning(
+            "Trial list %s (%s): the model %s was trained on %d of its %d "
+            "speakers (e.g. %s), so its scores there do not measure a "
+            "student on unseen speakers",
+            name,
+            path,
+            label_encoder_file,
+            len(known),
+            len(speakers),
+            ", ".join(known[:3]),
+        )
+    return overlap
+
+
+def format_results_table(metrics, trained_overlap=None):
+    """Formats the metrics of :func:`evaluate_verification` as a table.
+
+    Arguments
+    ---------
+    metrics : dict
+        ``{list_name: {backend: {metric: value}}}``.
+    trained_overlap : dict, optional
+        From :func:`trained_speaker_overlap`: those lists are marked ``*``
+        and a note under the table says how many speakers the teacher knew.
+
+    Returns
+    -------
+    str
+        One row per list and backend.
+
+    Example
+    -------
+    >>> m = {"O": {"cosine": {"eer": 5.4412, "min_dcf_0.01": 0.41234}},
+    ...      "H": {"cosine": {"eer": 7.1}}}
+    >>> print(format_results_table(m))
+    list  backend  eer     min_dcf_0.01
+    O     cosine   5.4412  0.4123
+    H     cosine   7.1000  -
+    >>> print(format_results_table(m, {"H": (1190, 1190)}))
+    list  backend  eer     min_dcf_0.01
+    O     cosine   5.4412  0.4123
+    H*    cosine   7.1000  -
+    * the teacher was trained on speakers of this list (H: 1190 of 1190)
+    """
+    trained_overlap = trained_overlap or {}
+    columns = []
+    for per_backend in metrics.values():
+        for values in per_backend.values():
+            columns.extend(k for k in values if k not in columns)
+    rows = [["list", "backend", *columns]]
+    for name, per_backend in metrics.items():
+        for backend, values in per_backend.items():
+            cells = [
+                f"{values[c]:.4f}" if c in values else "-" for c in columns
+            ]
+            label = f"{name}*" if name in trained_overlap else name
+            rows.append([label, backend, *cells])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) for cell, w in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    ]
+    if trained_overlap:
+        counts = ", ".join(
+            f"{name}: {known} of {total}"
+            for name, (known, total) in trained_overlap.items()
+        )
+        lines.append(
+            f"* the teacher was trained on speakers of this list ({counts})"
+        )
+    return "\n".join(lines)
+
+
+def write_metrics(metrics, output_folder):
+    """Writes the metrics as ``metrics.json`` and ``metrics.csv``.
+
+    Arguments
+    ---------
+    metrics : dict
+        ``{list_name: {backend: {metric: value}}}``.
+    output_folder : str
+        Destination folder (created when missing).
+
+    Returns
+    -------
+    tuple of str
+        The JSON and CSV paths.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _, csv_path = write_metrics({"O": {"cosine": {"eer": 5.0}}}, tmp)
+    ...     print(open(csv_path).read().strip())
+    list,backend,eer
+    O,cosine,5.0
+    """
+    os.makedirs(output_folder, exist_ok=True)
+    json_path = os.path.join(output_folder, "metrics.json")
+    with open(json_path, "w", encoding="utf-8") as json_file:
+        json.dump(metrics, json_file, indent=2)
+    columns = []
+    for per_backend in metrics.values():
+        for values in per_backend.values():
+            columns.extend(k for k in values if k not in columns)
+    csv_path = os.path.join(output_folder, "metrics.csv")
+    with open(csv_path, "w", newline="", encoding="utf-8") as csv_file:
+        writer = csv.writer(csv_file)
+        writer.writerow(["list", "backend", *columns])
+        for name, per_backend in metrics.items():
+            for backend, values in per_backend.items():
+                writer.writerow(
+                    [name, backend, *(values.get(c, "") for c in columns)]
+                )
+    return json_path, csv_path
