@@ -42,6 +42,8 @@ class RunLock:
     ---------
     folder : str
         The run's output folder (created when missing).
+    what_to_do : str
+        The advice of the message when another live process holds it.
 
     Example
     -------
@@ -57,9 +59,15 @@ class RunLock:
     False
     """
 
-    def __init__(self, folder):
+    def __init__(
+        self,
+        folder,
+        what_to_do="wait for that run to end, or give this run another "
+        "output_folder",
+    ):
         self.folder = folder
         self.path = os.path.join(folder, LOCK_FILE)
+        self.what_to_do = what_to_do
 
     def _holder(self):
         """The lock file's content, or None when it is unreadable."""
@@ -90,8 +98,7 @@ class RunLock:
             return
         message = (
             f"{self.folder} is in use by process {pid} on {where} since "
-            f"{holder.get('started')}: wait for that run to end, or give "
-            "this run another output_folder"
+            f"{holder.get('started')}: {self.what_to_do}"
         )
         if where != host:
             message += (

@@ -39,6 +39,8 @@ import zlib
 import numpy as np
 import torch
 
+from speechbrain_trkd.run_lock import RunLock
+
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "progress.json"
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -230,6 +232,19 @@ def _embed_rows(embed_fn, read_view, rows, offsets, batch_size):
     return result
 
 
+def _finished_cache(folder, segments, options):
+    """The finished cache of ``folder``, checked against the run, or None."""
+    if not os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
+        return None
+    cache = TeacherCache(folder, expected=options)
+    if cache.segment_ids != [segment["id"] for segment in segments]:
+        raise ValueError(
+            f"teacher cache {folder} holds other segments than the "
+            "prepared data; point --teacher_cache at another folder"
+        )
+    return cache
+
+
 def build_teacher_cache(
     folder,
     segments,
@@ -304,16 +319,44 @@ def build_teacher_cache(
     options = dict(
         options, augmentation=augment.settings() if augment else None
     )
+    finished = _finished_cache(folder, segments, options)
+    if finished is not None:
+        return finished
+    # Two builds of one cache at once would both write its files.
+    with RunLock(
+        folder,
+        "wait for that build to end, then run this again: it will use the "
+        "finished cache",
+    ):
+        return _build(
+            folder,
+            segments,
+            embed_fn,
+            read_crop,
+            options,
+            emb_dim,
+            batch_size,
+            rows_per_save,
+            augment,
+        )
+
+
+def _build(
+    folder,
+    segments,
+    embed_fn,
+    read_crop,
+    options,
+    emb_dim,
+    batch_size,
+    rows_per_save,
+    augment,
+):
+    """Builds or resumes an unfinished cache (``build_teacher_cache``)."""
+    finished = _finished_cache(folder, segments, options)  # built meanwhile
+    if finished is not None:
+        return finished
     manifest_path = os.path.join(folder, MANIFEST_FILE)
-    if os.path.isfile(manifest_path):
-        cache = TeacherCache(folder, expected=options)
-        if cache.segment_ids != [segment["id"] for segment in segments]:
-            raise ValueError(
-                f"teacher cache {folder} holds other segments than the "
-                "prepared data; point --teacher_cache at another folder"
-            )
-        return cache
-    os.makedirs(folder, exist_ok=True)
     ids = [segment["id"] for segment in segments]
     if len(set(ids)) != len(ids):
         raise ValueError("segment ids must be unique to index a cache")

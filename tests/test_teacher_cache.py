@@ -560,3 +560,19 @@ def test_recipe_views_take_noise_and_reverberation_files(tmp_path):
     assert len(kinds) == 6
     wav = torch.randn(RATE)
     assert torch.equal(augment(wav, "s", 1), augment(wav, "s", 1))
+
+
+def test_a_second_build_of_one_cache_at_once_is_refused(tmp_path):
+    """While one process builds a cache, another build of it stops with a
+    message naming the holder and what to do; the cache is left to the
+    first."""
+    from speechbrain_trkd.run_lock import RunLock
+
+    teacher = make_teacher()
+    segments, audio = make_segments(2)
+    with RunLock(str(tmp_path)):  # this process stands for the first build
+        with pytest.raises(RuntimeError, match="wait for that build to end"):
+            build(tmp_path, teacher, segments, audio)
+    assert not (tmp_path / MANIFEST_FILE).exists()
+    cache = build(tmp_path, teacher, segments, audio)  # the lock is free
+    assert cache.views == 3 and not (tmp_path / "run.lock").exists()
