@@ -252,7 +252,11 @@ def format_paired(table):
         interval = (
             "-" if math.isnan(row.low) else f"[{row.low:.2f}, {row.high:.2f}]"
         )
-        verdict = "beyond" if row.beyond else "within"
+        verdict = (
+            "one seed: no interval"
+            if math.isnan(row.low)
+            else ("beyond" if row.beyond else "within")
+        )
         lines.append(
             f"| {row.pair} | {row.method} | {row.baseline} | {row.list} | "
             f"{row.backend} | {row.n} | {row.mean:+.2f} | {interval} | "
@@ -290,7 +294,10 @@ def sweep_summary(runs, seed, no_kd_tag, list_name="O", backend="cosine"):
         & (frame["list"] == list_name)
         & (frame["backend"] == backend)
         & (frame["tag"] != no_kd_tag)
+        & frame["method"].isin(["kd", "dkd", "emb_cos"])
     ]
+    if frame.empty:
+        return pd.DataFrame(), None
     table = frame.pivot_table(
         index=["pair", "tag"], columns="method", values="eer"
     ).reset_index()
