@@ -22,6 +22,7 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import logging
 import math
 import os
 from typing import NamedTuple
@@ -35,6 +36,8 @@ from speechbrain.processing.PLDA_LDA import (
     StatObject_SB,
     fast_PLDA_scoring,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "PLDABackend",
@@ -362,6 +365,8 @@ def read_trials(path):
     ([1, 0], ['s1/b/2.wav', 's2/c/1.wav'])
     """
     labels, enrol, test = [], [], []
+    seen = {}  # unordered pair -> (label, line number)
+    repeats, self_trials = [], []
     with open(path, encoding="utf-8") as trial_file:
         for line_number, line in enumerate(trial_file, start=1):
             fields = line.split()
@@ -372,12 +377,47 @@ def read_trials(path):
                     f"{path}, line {line_number}: expected 'label enrol test' "
                     f"with label 0 or 1, got {line.strip()!r}"
                 )
-            labels.append(int(fields[0]))
+            label, pair = int(fields[0]), frozenset(fields[1:])
+            if pair in seen:
+                first_label, first_line = seen[pair]
+                if first_label != label:
+                    raise ValueError(
+                        f"{path}: lines {first_line} and {line_number} give "
+                        f"the pair {fields[1]} / {fields[2]} the labels "
+                        f"{first_label} and {label}: keep the right one"
+                    )
+                repeats.append(line_number)
+            seen.setdefault(pair, (label, line_number))
+            if fields[1] == fields[2]:
+                self_trials.append(line_number)
+            labels.append(label)
             enrol.append(fields[1])
             test.append(fields[2])
     if not labels:
         raise ValueError(f"{path}: the trial list holds no trials")
+    _warn_odd_trials(path, repeats, self_trials)
     return Trials(torch.tensor(labels, dtype=torch.int64), enrol, test)
+
+
+def _warn_odd_trials(path, repeats, self_trials):
+    """Warns about repeated trials and trials of an utterance with itself:
+    each still counts in the EER as written."""
+    if repeats:
+        logger.warning(
+            "%s: trials that repeat an earlier pair: %d (first at line %d); "
+            "each copy counts in the EER",
+            path,
+            len(repeats),
+            repeats[0],
+        )
+    if self_trials:
+        logger.warning(
+            "%s: trials of an utterance with itself: %d (first at line %d); "
+            "they score a perfect match",
+            path,
+            len(self_trials),
+            self_trials[0],
+        )
 
 
 def write_scores(path, enrol_ids, test_ids, labels, scores):

@@ -492,3 +492,23 @@ def test_plda_errors():
     backend = PLDABackend(rank_f=4, nb_iter=2).fit(train, train_spk)
     with pytest.raises(ValueError, match="dimension 8, the PLDA"):
         backend.score(train[:, :8], [0], [1])
+
+
+def test_trial_lists_that_contradict_themselves(tmp_path, caplog):
+    """A pair labelled both ways names both lines; repeated pairs (in
+    either order) and an utterance against itself are warned about."""
+    from speechbrain_trkd.scoring import read_trials
+
+    path = tmp_path / "trials.txt"
+    path.write_text("1 a/1.wav b/2.wav\n0 a/1.wav c/3.wav\n0 b/2.wav a/1.wav\n")
+    with pytest.raises(ValueError, match="lines 1 and 3 give the pair"):
+        read_trials(path)
+    path.write_text(
+        "1 a/1.wav b/2.wav\n1 b/2.wav a/1.wav\n1 a/1.wav b/2.wav\n"
+        "1 c/3.wav c/3.wav\n0 a/1.wav c/3.wav\n"
+    )
+    with caplog.at_level("WARNING"):
+        trials = read_trials(path)
+    assert len(trials.labels) == 5  # kept as written
+    assert "repeat an earlier pair: 2 (first at line 2)" in caplog.text
+    assert "an utterance with itself: 1 (first at line 4)" in caplog.text
