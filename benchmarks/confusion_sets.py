@@ -151,7 +151,7 @@ def training_crops(data_folder, n_crops, crop_seconds, seed):
         crop = int(crop_seconds * info.sample_rate)
         start = chooser.randint(0, max(0, info.frames - crop))
         sig, _ = audio_io.load(path, frame_offset=start, num_frames=crop)
-        crops.append((speaker, sig[0]))
+        crops.append((speaker, sig.mean(dim=0)))  # the recipe's rule
     return crops
 
 

@@ -235,11 +235,11 @@ def _csv_paths(csv_file):
 
 
 def _seeded_file(paths):
-    """One file of ``paths`` read whole (first channel), chosen by the
-    torch generator: ``[samples]``."""
+    """One file of ``paths`` read whole (the mean of its channels), chosen
+    by the torch generator: ``[samples]``."""
     index = int(torch.randint(len(paths), (1,)))
     signal, _ = audio_io.load(paths[index])
-    return signal[0]
+    return signal.mean(dim=0)
 
 
 class SeededCsvNoise(AddNoise):

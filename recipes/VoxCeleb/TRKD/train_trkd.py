@@ -238,7 +238,7 @@ def read_crop(wav, start, stop, sample_rate):
     Returns
     -------
     torch.Tensor
-        The first channel, ``[stop - start]``.
+        The mean of the channels, ``[stop - start]``.
 
     Example
     -------
@@ -269,12 +269,13 @@ def read_crop(wav, start, stop, sample_rate):
         )
     # One NaN sample would reach the batch-norm statistics of the student
     # in its forward pass, before any loss check: the file is an error.
-    if not torch.isfinite(sig[0]).all():
+    if not torch.isfinite(sig).all():
         raise ValueError(
             f"{wav} holds non-finite samples (NaN or inf) between samples "
             f"{int(start)} and {int(stop)}: repair or remove the file"
         )
-    return sig[0]
+    # Several channels are averaged, as in scoring and in the cohort.
+    return sig.mean(dim=0)
 
 
 def add_cached_views(train_data, valid_data, cache, sample_rate, augment=None):
