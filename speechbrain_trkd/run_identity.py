@@ -100,6 +100,24 @@ def _has_training_state(folder):
     )
 
 
+def resolved_settings(hparams_file, overrides):
+    """The top-level settings of an hparams file with its overrides, as
+    plain data, without building any object (so before an object's own
+    checks can fail on them).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> hparams = os.path.join(tempfile.mkdtemp(), "h.yaml")
+    >>> with open(hparams, "w") as f:
+    ...     _ = f.write("lr: 0.001\\nepochs: 2\\nlr2: !ref <lr>\\n")
+    >>> resolved_settings(hparams, "epochs: 0")
+    {'lr': 0.001, 'epochs': 0, 'lr2': 0.001}
+    """
+    with open(hparams_file, encoding="utf-8") as fin:
+        return _settings(resolve_references(fin, overrides).getvalue(), ())
+
+
 def check_same_run(output_folder, hparams_file, overrides):
     """Raises if ``output_folder`` holds a run trained with other settings.
 

@@ -45,3 +45,33 @@ def test_batch_of_one_fails_at_hparams_load(tmp_path):
             ]
         )
     assert not (tmp_path / "out" / "train_log.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--kd_weight=abc", "kd_weight='abc': give a finite number"),
+        ("--number_of_epochs=0", "number_of_epochs=0: train at least one"),
+        ("--lr=-1", "lr=-1: give a finite number >= 0"),
+    ],
+)
+def test_unusable_numbers_fail_at_hparams_load(tmp_path, flag, message):
+    """A number the run cannot use stops it before preparation (no folder
+    of prepared data, no teacher), naming the key."""
+    spec = importlib.util.spec_from_file_location(
+        "train_trkd", REPO / "recipes" / "VoxCeleb" / "TRKD" / "train_trkd.py"
+    )
+    train_trkd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_trkd)
+    hparams_file = REPO / "recipes" / "VoxCeleb" / "TRKD" / "hparams"
+    with pytest.raises(ValueError, match=message):
+        train_trkd.main(
+            [
+                str(hparams_file / "ecapa_to_small.yaml"),
+                f"--data_folder={tmp_path}/nothing",
+                f"--output_folder={tmp_path}/out",
+                f"--prep_folder={tmp_path}/prep",
+                flag,
+            ]
+        )
+    assert not (tmp_path / "prep").exists()

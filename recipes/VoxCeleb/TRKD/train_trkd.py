@@ -26,6 +26,7 @@ import csv
 import functools
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -49,7 +50,7 @@ from speechbrain_trkd.plots import (
     write_verification_plots,
 )
 from speechbrain_trkd.pretrained import collect_pinned, load_collected
-from speechbrain_trkd.run_identity import check_same_run
+from speechbrain_trkd.run_identity import check_same_run, resolved_settings
 from speechbrain_trkd.run_lock import RunLock
 from speechbrain_trkd.teacher import class_index_map
 from speechbrain_trkd.teacher_cache import (
@@ -884,6 +885,9 @@ def training_run(argv):
     # crops of 2 s); flushing them to zero changes no result.
     torch.set_flush_denormal(True)
     sb.utils.distributed.ddp_init_group(run_opts)
+    # Before the objects are built: a tau schedule of 0 epochs would fail
+    # there with a message that names no key.
+    check_run_numbers(resolved_settings(hparams_file, overrides))
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     batch_size = hparams["train_dataloader_options"].get("batch_size", 1)
@@ -902,6 +906,37 @@ def training_run(argv):
         if if_main_process():
             check_same_run(hparams["output_folder"], hparams_file, overrides)
         yield hparams, run_opts, hparams_file, overrides
+
+
+def check_run_numbers(hparams):
+    """Raises, before any data or model is touched, on a number the run
+    cannot use, naming the key and what would work.
+
+    Example
+    -------
+    >>> check_run_numbers({"number_of_epochs": 2, "kd_weight": 0.1})
+    >>> check_run_numbers({"number_of_epochs": 2, "kd_weight": "abc"})
+    Traceback (most recent call last):
+    ...
+    ValueError: kd_weight='abc': give a finite number >= 0, e.g. ...
+    >>> check_run_numbers({"number_of_epochs": 0})
+    Traceback (most recent call last):
+    ...
+    ValueError: number_of_epochs=0: train at least one epoch ...
+    """
+    for key in ("kd_weight", "kd_warmup_epochs", "lr", "lr_final"):
+        value = hparams.get(key, 0.0)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"{key}={value!r}: give a finite number >= 0, e.g. --{key}=0.1"
+            )
+    epochs = hparams["number_of_epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"number_of_epochs={epochs!r}: train at least one epoch "
+            "(--number_of_epochs=1 or more)"
+        )
 
 
 def prepare_data(hparams):
