@@ -128,17 +128,8 @@ class DistillationBrain(SpeakerBrain):
         epochs of optimizer steps (0: off).
     wav_augment : speechbrain.augment.augmenter.Augmenter, optional
         Applied to training batches (student and teacher alike).
-    lr_annealing : callable, optional
-        Per epoch, ``old_lr, new_lr = lr_annealing(epoch)``; a parameter
-        group with an ``lr_scale`` entry gets ``new_lr * lr_scale``.
-    lr_step_schedule : callable, optional
-        A SpeechBrain per-step LR scheduler class given its rate arguments,
-        completed with ``n_warmup_steps`` (from ``lr_warmup_epochs``) and
-        ``total_steps`` (see ``_build_lr_step_schedule``).
-    lr_warmup_epochs : float
-        Warm-up of ``lr_step_schedule``, in epochs.
-    train_logger : speechbrain.utils.train_logger.TrainLogger, optional
-        Receives the per-epoch statistics.
+    lr_annealing, lr_step_schedule, lr_warmup_epochs, train_logger
+        As for ``speechbrain_trkd.robust_brain.RobustBrain``.
 
     Example
     -------
