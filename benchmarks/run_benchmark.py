@@ -14,8 +14,8 @@ resumably:
    ``hparams/finetune_teacher.yaml``) and it is scored zero-shot and
    fine-tuned;
 4. with ``--teacher_cache``, embeds the cached views once
-   (``train_trkd.cache_teacher_outputs``): every student then trains from
-   them without running the teacher;
+   (``speechbrain_trkd.corpus_cache.cache_teacher_outputs``): every
+   student then trains from them without running the teacher;
 5. measures throughput (``throughput.py``): the distillation step (and a
    whole epoch), fp32 against bf16 autocast, the cached teacher against the
    online one, and the KD loss's share of the step;
@@ -68,11 +68,13 @@ for _path in (BENCH_DIR, RECIPE_DIR, REPO):
         sys.path.insert(0, str(_path))
 
 import demo  # noqa: E402
+import speechbrain as sb  # noqa: E402
 import torch  # noqa: E402
 import train_teacher  # noqa: E402
 import train_trkd  # noqa: E402
 import voxceleb_prepare  # noqa: E402
 from audio_cache import AudioCache, build_audio_cache, cached_audio  # noqa
+from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from paired_reading import (  # noqa: E402
     METRICS,
     collect_runs,
@@ -83,12 +85,17 @@ from paired_reading import (  # noqa: E402
 from speechbrain.utils.distributed import infer_device  # noqa: E402
 from throughput import measure_throughput  # noqa: E402
 
-from speechbrain_trkd import pretrained, verification  # noqa: E402
+from speechbrain_trkd import data, pretrained, verification  # noqa: E402
+from speechbrain_trkd.corpus_cache import (  # noqa: E402
+    cache_teacher_outputs,
+)
+from speechbrain_trkd.evaluation import student_encoder  # noqa: E402
 from speechbrain_trkd.plots import (  # noqa: E402
     det_points,
     plot_det,
     read_train_log,
 )
+from speechbrain_trkd.pretrained import teacher_embedder  # noqa: E402
 from speechbrain_trkd.run_identity import check_same_run  # noqa: E402
 from speechbrain_trkd.scoring import read_scores  # noqa: E402
 
@@ -482,10 +489,10 @@ def recipe_modules():
 
     Example
     -------
-    >>> [m.__name__ for m in recipe_modules()]
-    ['train_trkd', 'speechbrain_trkd.verification', 'voxceleb_prepare']
+    >>> [m.__name__.split(".")[-1] for m in recipe_modules()]
+    ['data', 'verification', 'voxceleb_prepare']
     """
-    return [train_trkd, verification, voxceleb_prepare]
+    return [data, verification, voxceleb_prepare]
 
 
 # ---------------------------------------------------------------------------
@@ -551,7 +558,7 @@ def run_teacher(config):
     fine_tuned = dict(brain.metrics)
     fine_tuned.update(
         score_lists(
-            train_trkd.student_encoder(brain),
+            student_encoder(brain),
             extras,
             os.path.join(teacher_out, "extra"),
             config["train_csv"],
@@ -685,17 +692,32 @@ def run_teacher_cache(config, teacher):
         config["seeds"][0],
         os.path.join(config["output_folder"], "teacher_cache_run"),
     )
-    hparams_file, run_opts, overrides = train_trkd.sb.parse_arguments(argv)
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file, encoding="utf-8") as fin:
-        hparams = train_trkd.load_hyperpyyaml(fin, overrides)
+        hparams = load_hyperpyyaml(fin, overrides)
     tic = time.perf_counter()
     torch.set_flush_denormal(True)
-    train_trkd.cache_teacher_outputs(
+    cache_teacher_outputs(
         hparams["teacher_cache"],
         [hparams["train_annotation"], hparams["valid_annotation"]],
-        functools.partial(train_trkd.teacher_embedder, hparams),
+        functools.partial(
+            teacher_embedder,
+            hparams["pretrainer"],
+            hparams["teacher_revision"],
+            hparams["teacher_sha256"],
+            hparams["teacher"],
+        ),
         run_opts.get("device") or infer_device(),
-        **train_trkd.teacher_cache_options(hparams),
+        views=hparams["teacher_cache_views"],
+        seed=hparams["teacher_cache_seed"],
+        precision=hparams["teacher_cache_precision"],
+        batch_size=hparams["teacher_cache_batch_size"],
+        crop_seconds=hparams["sentence_len"],
+        sample_rate=hparams["sample_rate"],
+        prepare_options_file=os.path.join(
+            hparams["prep_folder"], "prepare_options.json"
+        ),
+        augment=hparams["cache_view_augment"],
     )
     del hparams
     _free_memory()
@@ -893,7 +915,7 @@ def run_student(job, spec):
     ...
     FileNotFoundError: [Errno 2] No such file or directory: '/no/such.yaml'
     """
-    hparams_file, _, overrides = train_trkd.sb.parse_arguments(job["argv"])
+    hparams_file, _, overrides = sb.parse_arguments(job["argv"])
     try:
         check_same_run(job["output_folder"], hparams_file, overrides)
     except ValueError as error:  # unfinished under older settings: redo
@@ -907,7 +929,7 @@ def run_student(job, spec):
     extras = [t for t in spec["lists"] if t["extra"]]
     metrics.update(
         score_lists(
-            train_trkd.student_encoder(brain),
+            student_encoder(brain),
             extras,
             os.path.join(job["output_folder"], "extra"),
             spec["train_csv"],

@@ -16,7 +16,7 @@ Three measurements of one recipe configuration (an ``argv`` of
   ``record_function`` range; on CUDA the share is that range's kernel time
   over the step's kernel time, on the CPU the ranges' CPU time.
 
-The brain is built from the recipe's functions (``train_trkd.dataio_prep``,
+The brain is built from the plugin's functions (``data.dataio_prep``,
 ``build_wav_augment``, ``load_teacher``) exactly as ``train_trkd.main``
 builds it, without checkpoints.
 
@@ -25,8 +25,6 @@ Authors
 """
 
 import gc
-import os
-import sys
 import time
 
 import speechbrain as sb
@@ -36,15 +34,9 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from speechbrain_trkd.brain import DistillationBrain
-
-RECIPE_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "recipes",
-    "VoxCeleb",
-    "TRKD",
-)
-sys.path.insert(0, RECIPE_DIR)
-import train_trkd  # noqa: E402
+from speechbrain_trkd.data import build_wav_augment, dataio_prep
+from speechbrain_trkd.pretrained import load_teacher
+from speechbrain_trkd.teacher_cache import TeacherCache
 
 LOSS_RANGE = "kd_loss"
 STEP_RANGE = "train_step"
@@ -269,8 +261,8 @@ def build_brain(argv, brain_class=TimedDistillationBrain):
         hparams = load_hyperpyyaml(fin, overrides)
     cache = None
     if hparams.get("teacher_cache"):
-        cache = train_trkd.TeacherCache(hparams["teacher_cache"])
-    train_data, _, label_encoder = train_trkd.dataio_prep(
+        cache = TeacherCache(hparams["teacher_cache"])
+    train_data, _, label_encoder = dataio_prep(
         hparams["train_annotation"],
         hparams["valid_annotation"],
         hparams["save_folder"],
@@ -279,22 +271,44 @@ def build_brain(argv, brain_class=TimedDistillationBrain):
         sample_rate=hparams["sample_rate"],
         random_chunk=hparams["random_chunk"],
         cache=cache,
-        cache_augment=train_trkd.cache_view_augmentation(hparams),
+        cache_augment=hparams["cache_view_augment"],
     )
-    wav_augment = train_trkd.build_wav_augment(
-        hparams["wav_augment"],
-        noise_csv=hparams["noise_csv"],
-        rir_csv=hparams["rir_csv"],
-        add_noise=hparams["add_noise"],
-        add_reverb=hparams["add_reverb"],
-    )
-    brain = train_trkd.distillation_brain(
-        hparams,
-        run_opts,
-        train_trkd.load_teacher(hparams, label_encoder),
-        wav_augment,
-        brain_class=brain_class,
-        checkpointer=None,
+    teacher = None
+    if hparams["kd_loss"].distils:
+        teacher = load_teacher(
+            hparams["pretrainer"],
+            hparams["teacher"],
+            label_encoder,
+            revision=hparams["teacher_revision"],
+            sha256=hparams["teacher_sha256"],
+            source=hparams["teacher_source"],
+            n_classes=hparams["teacher_n_classes"],
+        )
+    per_step = hparams["lr_per_step"]
+    brain = brain_class(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        teacher=teacher,
+        kd_loss=hparams["kd_loss"],
+        compute_cost=hparams["compute_cost"],
+        kd_weight=hparams["kd_weight"],
+        kd_warmup_epochs=hparams["kd_warmup_epochs"],
+        kd_scale=hparams["kd_scale"],
+        kd_margin=hparams["kd_margin"],
+        tau_schedule=hparams["tau_schedule"],
+        wav_augment=build_wav_augment(
+            hparams["wav_augment"],
+            noise_csv=hparams["noise_csv"],
+            rir_csv=hparams["rir_csv"],
+            add_noise=hparams["add_noise"],
+            add_reverb=hparams["add_reverb"],
+        ),
+        lr_annealing=None if per_step else hparams["lr_annealing"],
+        lr_step_schedule=hparams["lr_step_schedule"] if per_step else None,
+        lr_warmup_epochs=hparams["lr_warmup_epochs"] if per_step else 0.0,
+        train_logger=hparams["train_logger"],
     )
     return brain, train_data, hparams
 

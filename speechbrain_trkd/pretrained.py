@@ -21,8 +21,8 @@ Authors
 
 import os
 
-import huggingface_hub
 import torch
+from huggingface_hub.errors import RevisionNotFoundError
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.processing.features import InputNormalization
@@ -31,18 +31,20 @@ from speechbrain.utils.fetching import FetchConfig
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_trkd.onnx_export import speaker_features
+from speechbrain_trkd.teacher import class_index_map
 from speechbrain_trkd.teacher_cache import file_sha256
 
 logger = get_logger(__name__)
-# The recipe's architecture templates (hparams/models/<architecture>.yaml).
-MODELS_FOLDER = os.path.join(
+# The recipe's hparams files and architecture templates
+# (hparams/models/<architecture>.yaml), in a checkout.
+RECIPE_HPARAMS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     "recipes",
     "VoxCeleb",
     "TRKD",
     "hparams",
-    "models",
 )
+MODELS_FOLDER = os.path.join(RECIPE_HPARAMS, "models")
 
 
 def _load_checkpoint(path):
@@ -129,7 +131,7 @@ def collect_pinned(pretrainer, revision):
             pretrainer.collect_files,
             kwargs={"fetch_config": FetchConfig(revision=revision)},
         )
-    except huggingface_hub.errors.RevisionNotFoundError as error:
+    except RevisionNotFoundError as error:
         sources = sorted({str(path) for path in pretrainer.paths.values()})
         raise ValueError(
             f"The Hub has no revision {revision} for {sources[0]}: give the "
@@ -325,3 +327,155 @@ def pretrained_encode_fn(encoder, normalize=False):
 # ---------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------
+
+
+def teacher_embedder(pretrainer, revision, sha256, teacher, device):
+    """Loads the teacher and returns what ``cache_teacher_outputs`` needs.
+
+    Arguments
+    ---------
+    pretrainer : speechbrain.utils.parameter_transfer.Pretrainer
+        Collects the teacher's files (hparam ``pretrainer``).
+    revision : str or None
+        The pinned Hub revision (``teacher_revision``).
+    sha256 : dict or None
+        The files' pins (``teacher_sha256``).
+    teacher : speechbrain_trkd.teacher.FrozenTeacher
+        The teacher, loaded in place.
+    device : str
+        Where the teacher runs.
+
+    Returns
+    -------
+    embed_fn : callable
+        ``FrozenTeacher.embed``.
+    teacher_files : list of str
+        The collected embedding model, classifier and label encoder.
+    emb_dim : int
+        The teacher's embedding size.
+
+    Example
+    -------
+    >>> pretrainer, teacher = _example_teacher()
+    >>> embed, files, emb_dim = teacher_embedder(
+    ...     pretrainer, None, None, teacher, "cpu")
+    >>> emb_dim, sorted(os.path.basename(path) for path in files)
+    (16, ['classifier.ckpt', 'embedding_model.ckpt', 'label_encoder.ckpt'])
+    """
+    collect_pinned(pretrainer, revision)
+    load_collected(pretrainer, sha256)
+    teacher = teacher.to(device)
+    files = [
+        os.path.join(pretrainer.collect_in, f"{name}.ckpt")
+        for name in pretrainer.loadables
+    ]
+    return teacher.embed, files, teacher.classifier.weight.shape[1]
+
+
+def load_teacher(
+    pretrainer, teacher, label_encoder, *, revision, sha256, source, n_classes
+):
+    """Collects the teacher's files, loads them and aligns its classes.
+
+    The teacher's files (from the Hub id or local folder ``teacher_source``)
+    are collected by ``pretrainer`` (in the hparam ``teacher_folder``). Its
+    outputs are then sliced to the student's speakers through the two label
+    encoders.
+
+    Arguments
+    ---------
+    pretrainer : speechbrain.utils.parameter_transfer.Pretrainer
+        Collects the teacher's files (hparam ``pretrainer``).
+    teacher : speechbrain_trkd.teacher.FrozenTeacher
+        The teacher, loaded and aligned in place.
+    label_encoder : CategoricalEncoder
+        The student's label encoder.
+    revision : str or None
+        The pinned Hub revision (``teacher_revision``).
+    sha256 : dict or None
+        The files' pins (``teacher_sha256``).
+    source : str
+        The teacher's Hub id or folder, for the messages.
+    n_classes : int
+        The speakers the teacher must know (``teacher_n_classes``).
+
+    Returns
+    -------
+    speechbrain_trkd.teacher.FrozenTeacher
+        ``teacher``.
+
+    Example
+    -------
+    >>> pretrainer, teacher = _example_teacher()  # knows speakers a, b
+    >>> student_speakers = CategoricalEncoder()
+    >>> student_speakers.update_from_iterable(["b"])
+    >>> load_teacher(pretrainer, teacher, student_speakers, revision=None,
+    ...              sha256=None, source="t", n_classes=2).num_classes
+    1
+    >>> load_teacher(pretrainer, teacher, student_speakers, revision=None,
+    ...              sha256=None, source="t", n_classes=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: The teacher t knows 2 speakers (...) but teacher_n_classes=3...
+    """
+    collect_pinned(pretrainer, revision)
+    # The Pretrainer collects every file as <loadable name>.ckpt.
+    encoder_file = os.path.realpath(
+        os.path.join(pretrainer.collect_in, "label_encoder.ckpt")
+    )
+    teacher_encoder = CategoricalEncoder()
+    try:
+        teacher_encoder.load(encoder_file)
+    except ValueError as error:
+        raise ValueError(f"{encoder_file} is damaged ({error})") from error
+    if len(teacher_encoder) != n_classes:
+        raise ValueError(
+            f"The teacher {source} knows "
+            f"{len(teacher_encoder)} speakers ({encoder_file}) but "
+            f"teacher_n_classes={n_classes}: pass "
+            f"--teacher_n_classes={len(teacher_encoder)}"
+        )
+    load_collected(pretrainer, sha256)
+    try:
+        index = class_index_map(teacher_encoder, label_encoder)
+    except ValueError as error:
+        raise ValueError(
+            f"{error.args[0]}. The teacher {source} does "
+            "not know these training speakers: fine-tune a head for them "
+            "with train_teacher.py and distil from its output folder."
+        ) from error
+    teacher.set_class_index(index)
+    return teacher
+
+
+def _example_teacher():
+    """A two-speaker ECAPA teacher saved as a collected folder, and the
+    ``Pretrainer`` that collects it (for the examples)."""
+    import tempfile
+
+    from speechbrain.lobes.features import Fbank
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    from speechbrain.utils.parameter_transfer import Pretrainer
+
+    from speechbrain_trkd.teacher import FrozenTeacher
+
+    folder = tempfile.mkdtemp()
+    teacher = FrozenTeacher(
+        Fbank(n_mels=24),
+        InputNormalization(norm_type="sentence", std_norm=False),
+        ECAPA_TDNN(24, channels=[8, 8, 8, 8, 24], lin_neurons=16),
+        Classifier(16, out_neurons=2),
+    )
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable(["a", "b"])
+    encoder.save(os.path.join(folder, "label_encoder.ckpt"))
+    loadables = {
+        "embedding_model": teacher.embedding_model,
+        "classifier": teacher.classifier,
+    }
+    for name, module in loadables.items():
+        torch.save(module.state_dict(), os.path.join(folder, f"{name}.ckpt"))
+    loadables["label_encoder"] = encoder
+    paths = {name: os.path.join(folder, f"{name}.ckpt") for name in loadables}
+    pretrainer = Pretrainer(collect_in=folder, loadables=loadables, paths=paths)
+    return pretrainer, teacher

@@ -518,6 +518,57 @@ class CorpusSummary:
         """
         return os.path.join(self.folder, "trials", "O.txt")
 
+    def training_csv(self, path):
+        """Writes a SpeechBrain CSV of the training speakers' whole
+        utterances (``ID, duration, wav, start, stop, spk_id``), for
+        examples and tests that need segments without a data preparation.
+
+        Arguments
+        ---------
+        path : str
+            The CSV to write.
+
+        Returns
+        -------
+        str
+            ``path``.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> tmp = tempfile.mkdtemp()
+        >>> corpus = make_synthetic_corpus(
+        ...     os.path.join(tmp, "corpus"), n_train_speakers=2,
+        ...     n_dev_speakers=2, sessions_per_speaker=1,
+        ...     utterances_per_session=2, duration=(1.0, 1.5))
+        >>> with open(corpus.training_csv(os.path.join(tmp, "t.csv"))) as f:
+        ...     len(f.readlines())
+        5
+        """
+        rows = []
+        for speaker in self.train_speakers:
+            speaker_folder = os.path.join(self.folder, "wav", speaker)
+            for root, _, files in sorted(os.walk(speaker_folder)):
+                for name in sorted(files):
+                    wav = os.path.join(root, name)
+                    frames = sf.info(wav).frames
+                    rate = sf.info(wav).samplerate
+                    rows.append(
+                        {
+                            "ID": f"{speaker}_{len(rows)}",
+                            "duration": frames / rate,
+                            "wav": wav,
+                            "start": 0,
+                            "stop": frames,
+                            "spk_id": speaker,
+                        }
+                    )
+        with open(path, "w", newline="", encoding="utf-8") as fout:
+            writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
 
 def _check_options(
     n_train_speakers,

@@ -167,10 +167,10 @@ def test_tiny_distillation_run_writes_its_pictures(tmp_path, monkeypatch):
         with contextlib.redirect_stdout(io.StringIO()):
             # A random teacher with the student's 3 classes: the pictures
             # need a TRKD run, not a good teacher.
-            random_teacher = lambda hparams, _: hparams["teacher"]  # noqa: E731
-            monkeypatch.setattr(train_trkd, "load_teacher", random_teacher)
-            with train_trkd.training_run(argv) as (hparams, run_opts, _, _):
-                train_trkd.distil(hparams, run_opts)
+            monkeypatch.setattr(
+                train_trkd, "load_teacher", lambda _, teacher, *a, **k: teacher
+            )
+            hparams = train_trkd.main(argv).hparams
     finally:
         torch.set_num_threads(threads)
     for name in (
@@ -182,7 +182,7 @@ def test_tiny_distillation_run_writes_its_pictures(tmp_path, monkeypatch):
     ):
         assert_png(out / name)
     # The tau logged at each epoch's end is the schedule's at its last step.
-    schedule = hparams["tau_schedule"]
+    schedule = hparams.tau_schedule
     epochs = plots.read_train_log(out / "train_log.txt")
     assert [e["epoch"] for e in epochs] == [1, 2]
     for epoch in epochs:

@@ -655,10 +655,7 @@ def test_model_folder_pins_and_damage_are_named(tmp_path):
 def test_every_reader_averages_the_channels(tmp_path):
     """Training crops (and so the cache) and scoring read a stereo file the
     same way: the mean of its channels."""
-    import sys
-
-    sys.path.insert(0, str(RECIPE))
-    import train_trkd
+    from speechbrain_trkd.data import read_crop
 
     left = torch.linspace(-0.5, 0.5, 1600)
     right = torch.full((1600,), 0.25)
@@ -666,7 +663,7 @@ def test_every_reader_averages_the_channels(tmp_path):
     soundfile.write(
         path, torch.stack([left, right], 1).numpy(), 16000, subtype="FLOAT"
     )
-    crop = train_trkd.read_crop(str(path), 100, 900, 16000)
+    crop = read_crop(str(path), 100, 900, 16000)
     whole = verification._read_mono(str(path), 16000)
     assert torch.allclose(crop, ((left + right) / 2)[100:900])
     assert torch.equal(crop, whole[100:900])

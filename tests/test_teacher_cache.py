@@ -3,13 +3,13 @@ checks, resume after an interruption, and recipe runs from a cache."""
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import speechbrain as sb
 import torch
+from hyperpyyaml import load_hyperpyyaml
 from recipe_runner import RECIPE_ROWS, row_id
 from speechbrain.augment.augmenter import Augmenter
 from speechbrain.augment.time_domain import (
@@ -24,6 +24,7 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 from speechbrain.processing.features import InputNormalization
 
+import speechbrain_trkd.data as data_module
 from speechbrain_trkd.brain import DistillationBrain
 from speechbrain_trkd.cache_views import (
     SeededCsvNoise,
@@ -204,9 +205,6 @@ def test_augmented_views_are_what_the_teacher_labelled(
     training loader (the recipe's dataset, read in a fresh order) equal the
     cached ones within 1e-5; augmented views differ from their clean crops,
     clean views do not."""
-    sys.path.insert(0, str(RECIPE_DIR))
-    import train_trkd
-
     import speechbrain_trkd.cache_views as cache_views
 
     reads = []
@@ -236,7 +234,7 @@ def test_augmented_views_are_what_the_teacher_labelled(
         {s["id"]: {"wav": paths[s["id"]]} for s in segments}
     )
     valid = sb.dataio.dataset.DynamicItemDataset(dict(data.data))
-    train_trkd.add_cached_views(data, valid, cache, RATE, augment)
+    data_module.add_cached_views(data, valid, cache, RATE, augment)
     data.set_output_keys(["sig", "teacher_emb"])
     worst, changed = 0.0, 0
     for index, segment in reversed(list(enumerate(segments))):
@@ -244,7 +242,7 @@ def test_augmented_views_are_what_the_teacher_labelled(
         for view in reversed(range(cache.views)):
             # The loader draws the view at random: here, each in turn.
             monkeypatch.setattr(
-                train_trkd.random, "randrange", lambda n, view=view: view
+                data_module.random, "randrange", lambda n, view=view: view
             )
             item = data[index]
             start, stop = cache.offsets(row)[view]
@@ -539,9 +537,6 @@ def test_teacher_head_trains_from_a_cache(recipe_runner, tmp_path):
 def test_recipe_views_take_noise_and_reverberation_files(tmp_path):
     """With noise_csv and rir_csv, the recipe's view augmentation adds the
     seeded file noise and reverberation to its own augmentations."""
-    sys.path.insert(0, str(RECIPE_DIR))
-    import train_trkd
-
     files = tmp_path / "files"
     overrides = {
         "data_folder": str(tmp_path),
@@ -550,8 +545,8 @@ def test_recipe_views_take_noise_and_reverberation_files(tmp_path):
         "rir_csv": write_csv(files, "rir", 2, 200),
     }
     with open(RECIPE_DIR / "hparams" / "ecapa_to_small.yaml") as fin:
-        hparams = train_trkd.load_hyperpyyaml(fin, overrides)
-    augment = train_trkd.cache_view_augmentation(hparams)
+        hparams = load_hyperpyyaml(fin, overrides)
+    augment = hparams["cache_view_augment"]
     kinds = [
         type(module).__name__
         for module in augment.augmenter.augmentations.values()

@@ -37,15 +37,14 @@ import sys
 import time
 
 import speechbrain as sb
+import train_teacher
+import train_trkd
 from hyperpyyaml import load_hyperpyyaml
+from voxceleb_prepare import prepare_voxceleb
 
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, RECIPE_DIR)
-import train_teacher  # noqa: E402
-import train_trkd  # noqa: E402
-from voxceleb_prepare import prepare_voxceleb  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -37,17 +37,19 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
-from speechbrain.utils.distributed import infer_device
+from speechbrain.utils.distributed import infer_device, run_on_main
+from voxceleb_prepare import prepare_voxceleb
 
-from speechbrain_trkd.losses import DistillationLoss
+from speechbrain_trkd.corpus_cache import (
+    open_teacher_cache,
+)
+from speechbrain_trkd.data import dataio_prep
+from speechbrain_trkd.pretrained import load_teacher, teacher_embedder
 from speechbrain_trkd.teacher_signal import (
     format_signal_table,
     plot_signal,
     signal_rows,
 )
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train_trkd  # noqa: E402
 
 
 def signal_parser():
@@ -234,18 +236,45 @@ def main(argv):
         if options.signal_weight is None
         else options.signal_weight
     )
-    train_trkd.prepare_data(hparams)
-    cache_options = train_trkd.teacher_cache_options(hparams)
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["prep_folder"],
+            "verification_lists": hparams["verification_lists"],
+            "split_ratio": hparams["split_ratio"],
+            "seg_dur": hparams["seg_dur"],
+            "skip_prep": hparams["skip_prep"],
+            "train_folders": hparams["train_folders"],
+            "sample_rate": hparams["sample_rate"],
+        },
+    )
     cache = None
+    cache_augment = hparams["cache_view_augment"]
     if hparams["teacher_cache"]:
-        cache = train_trkd.open_teacher_cache(
+        cache = open_teacher_cache(
             hparams["teacher_cache"],
             [hparams["train_annotation"], hparams["valid_annotation"]],
-            lambda device: train_trkd.teacher_embedder(hparams, device),
+            lambda device: teacher_embedder(
+                hparams["pretrainer"],
+                hparams["teacher_revision"],
+                hparams["teacher_sha256"],
+                hparams["teacher"],
+                device,
+            ),
             run_opts.get("device") or infer_device(),
-            **cache_options,
+            views=hparams["teacher_cache_views"],
+            seed=hparams["teacher_cache_seed"],
+            precision=hparams["teacher_cache_precision"],
+            batch_size=hparams["teacher_cache_batch_size"],
+            crop_seconds=hparams["sentence_len"],
+            sample_rate=hparams["sample_rate"],
+            prepare_options_file=os.path.join(
+                hparams["prep_folder"], "prepare_options.json"
+            ),
+            augment=cache_augment,
         )
-    train_data, _, label_encoder = train_trkd.dataio_prep(
+    train_data, _, label_encoder = dataio_prep(
         hparams["train_annotation"],
         hparams["valid_annotation"],
         hparams["save_folder"],
@@ -254,11 +283,17 @@ def main(argv):
         sample_rate=hparams["sample_rate"],
         random_chunk=hparams["random_chunk"],
         cache=cache,
-        cache_augment=cache_options["augment"],
+        cache_augment=cache_augment,
     )
     # The teacher is loaded whatever kd_method the file names.
-    teacher = train_trkd.load_teacher(
-        dict(hparams, kd_loss=DistillationLoss("kd")), label_encoder
+    teacher = load_teacher(
+        hparams["pretrainer"],
+        hparams["teacher"],
+        label_encoder,
+        revision=hparams["teacher_revision"],
+        sha256=hparams["teacher_sha256"],
+        source=hparams["teacher_source"],
+        n_classes=hparams["teacher_n_classes"],
     )
     teacher_cos, student_cos, targets, aam = crop_scores(
         hparams,

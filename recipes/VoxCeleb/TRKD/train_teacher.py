@@ -37,21 +37,18 @@ from speechbrain.utils.distributed import (
     infer_device,
     run_on_main,
 )
+from voxceleb_prepare import prepare_voxceleb
 
+from speechbrain_trkd.corpus_cache import (
+    open_teacher_cache,
+    refuse_augmented_cache,
+)
+from speechbrain_trkd.data import build_wav_augment, dataio_prep
+from speechbrain_trkd.evaluation import score_encoder, student_encoder
+from speechbrain_trkd.export import card_metrics, export_model
 from speechbrain_trkd.pretrained import collect_pinned, load_collected
 from speechbrain_trkd.speaker_brain import SpeakerBrain
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export_student import card_metrics, export_model  # noqa: E402
-from train_trkd import (  # noqa: E402
-    build_wav_augment,
-    dataio_prep,
-    open_teacher_cache,
-    score_encoder,
-    student_encoder,
-    training_run,
-)
-from voxceleb_prepare import prepare_voxceleb  # noqa: E402
+from speechbrain_trkd.training_run import training_run
 
 
 def backbone_embedder(hparams, device):
@@ -233,11 +230,7 @@ def _backbone_cache(hparams, run_opts, wav_augment):
     ``teacher_cache``."""
     if not hparams.get("teacher_cache"):
         return None
-    if wav_augment is not None:
-        raise ValueError(
-            "teacher_cache holds the backbone's outputs for crops without "
-            "augmentation: pass --wav_augment=null"
-        )
+    refuse_augmented_cache(wav_augment, "backbone")
     return open_teacher_cache(
         hparams["teacher_cache"],
         [hparams["train_annotation"], hparams["valid_annotation"]],

@@ -27,15 +27,18 @@ import json
 import math
 import os
 import random
-import urllib.parse
-import urllib.request
 
 import soundfile
 from speechbrain.dataio import audio_io
-from speechbrain.utils.data_utils import download_file
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_trkd.scoring import read_trials
+from speechbrain_trkd.trial_lists import (
+    as_path_list,
+    canonical_source,
+    check_distinct_downloads,
+    fetch_verification_list,
+)
 
 logger = get_logger(__name__)
 
@@ -168,7 +171,7 @@ def prepare_voxceleb(
     train_share = _check_numbers(split_ratio, seg_dur, min_dur)
     options = {
         "data_folder": folders,
-        "verification_lists": [_canonical_source(s) for s in sources],
+        "verification_lists": [canonical_source(s) for s in sources],
         "splits": splits,
         "split_ratio": [float(r) for r in split_ratio],
         "seg_dur": float(seg_dur),
@@ -190,7 +193,7 @@ def prepare_voxceleb(
     if os.path.isfile(os.path.join(save_folder, OPTIONS_FILE)):
         os.remove(os.path.join(save_folder, OPTIONS_FILE))
     audio = scan_audio_files(folders)
-    _check_distinct_downloads(sources)
+    check_distinct_downloads(sources)
     list_files = [fetch_verification_list(s, save_folder) for s in sources]
     trial_files = _trial_utterances(list_files, audio)
     trial_speakers = {rel.split("/")[0] for rel in trial_files}
@@ -234,68 +237,6 @@ def prepare_voxceleb(
     ) as handle:
         json.dump(options, handle, indent=2)
     return paths
-
-
-def fetch_verification_list(source, save_folder):
-    """Returns a local path for a verification list, downloading URLs.
-
-    An http(s) or file URL is fetched with SpeechBrain's ``download_file``
-    into ``save_folder/<file name>`` (kept there: a later call reuses it),
-    through a ``.part`` file renamed once complete, so that an interrupted
-    download is never taken for the list. A local path is checked and
-    returned as is.
-
-    Arguments
-    ---------
-    source : str
-        Path or URL of the list.
-    save_folder : str
-        Download folder.
-
-    Returns
-    -------
-    str
-        Path of the local file.
-
-    Example
-    -------
-    >>> import pathlib, tempfile
-    >>> tmp = tempfile.mkdtemp()
-    >>> listed = os.path.join(tmp, "veri.txt")
-    >>> _ = open(listed, "w").write("1 a/b/1.wav a/c/2.wav\\n")
-    >>> local = fetch_verification_list(
-    ...     pathlib.Path(listed).as_uri(), os.path.join(tmp, "save"))
-    >>> open(local).read()
-    '1 a/b/1.wav a/c/2.wav\\n'
-    """
-    if not _is_url(source):
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"Verification list {source} not found")
-        return source
-    url = urllib.parse.urlparse(source)
-    name = os.path.basename(url.path)
-    if not name:
-        raise ValueError(f"Verification list URL {source} names no file")
-    destination = os.path.join(save_folder, name)
-    if os.path.isfile(destination):
-        return destination
-    partial = destination + ".part"
-    # download_file copies a local path and fetches an http(s) URL.
-    if url.scheme.lower() == "file":
-        remote = urllib.request.url2pathname(url.path)
-    else:
-        remote = source
-    try:
-        download_file(remote, partial, replace_existing=True)
-    except (OSError, ValueError) as error:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise FileNotFoundError(
-            f"Could not download verification list {source}: {error}"
-        ) from error
-    os.replace(partial, destination)
-    logger.info(f"Downloaded {source} to {destination}")
-    return destination
 
 
 def corpus_fingerprint(data_folders):
@@ -419,74 +360,6 @@ def scan_audio_files(data_folders):
 def _subfolders(folder):
     """Sorted names of the sub-folders of `folder`."""
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
-
-
-def as_path_list(value):
-    """A list of non-empty strings from a list or a comma-separated string.
-
-    Arguments
-    ---------
-    value : str, os.PathLike or sequence
-        One path, several comma-separated, or a list of them.
-
-    Returns
-    -------
-    list of str
-
-    Example
-    -------
-    >>> as_path_list("/data/vox1, /data/vox2")
-    ['/data/vox1', '/data/vox2']
-    >>> as_path_list(["a.txt"])
-    ['a.txt']
-    >>> import tempfile
-    >>> odd = os.path.join(tempfile.mkdtemp(), "vox,1")
-    >>> os.mkdir(odd)
-    >>> as_path_list(odd)
-    Traceback (most recent call last):
-    ...
-    ValueError: '.../vox,1' is one existing path whose name holds a comma, ...
-    """
-    if isinstance(value, (str, os.PathLike)):
-        text = str(value)
-        if "," in text and os.path.exists(text.strip()):
-            raise ValueError(
-                f"{text!r} is one existing path whose name holds a comma, "
-                "but a comma separates several paths here: rename it, or "
-                "give it through a link without a comma"
-            )
-        value = text.split(",")
-    items = [str(item).strip() for item in value]
-    items = [item for item in items if item]
-    if not items:
-        raise ValueError(f"Expected one or more paths, got {value!r}")
-    return items
-
-
-def _is_url(source):
-    """True for http(s) and file URLs."""
-    scheme = urllib.parse.urlparse(source).scheme.lower()
-    return scheme in ("http", "https", "file")
-
-
-def _canonical_source(source):
-    """URLs as given, local paths made absolute (for the options file)."""
-    return source if _is_url(source) else os.path.abspath(source)
-
-
-def _check_distinct_downloads(sources):
-    """Two URLs must not download to the same file name."""
-    seen = {}
-    for source in sources:
-        if _is_url(source):
-            name = os.path.basename(urllib.parse.urlparse(source).path)
-            if name in seen and seen[name] != source:
-                raise ValueError(
-                    f"Verification lists {seen[name]} and {source} would "
-                    f"both be downloaded as {name}; download one of them "
-                    "yourself and give its local path"
-                )
-            seen[name] = source
 
 
 def _check_splits(splits):
