@@ -32,14 +32,15 @@ import glob
 import json
 import logging
 import os
+import runpy
 import statistics
 import sys
 import time
 
 import speechbrain as sb
-import train_teacher
-import train_trkd
+import torch
 from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
 from voxceleb_prepare import prepare_voxceleb
 
 from speechbrain_trkd.synthetic import make_synthetic_corpus
@@ -104,8 +105,10 @@ def count_speakers(train_csv):
         return len({row["spk_id"] for row in csv.DictReader(fin)})
 
 
-def result_row(name, seed, brain, seconds):
-    """Summarises one trained model.
+def result_row(name, seed, run_folder, seconds):
+    """Summarises one trained model from its run folder: the metrics the
+    script wrote (``metrics.json``) and the exported embedding model's
+    parameters (``export/embedding_model.ckpt``, loaded weights-only).
 
     Arguments
     ---------
@@ -113,8 +116,8 @@ def result_row(name, seed, brain, seconds):
         Row label.
     seed : int
         The seed the model was trained with.
-    brain : speechbrain.core.Brain
-        The trained brain, with ``metrics`` set by the recipe scripts.
+    run_folder : str
+        The script's ``output_folder``.
     seconds : float
         Wall time of the stage.
 
@@ -126,24 +129,42 @@ def result_row(name, seed, brain, seconds):
 
     Example
     -------
-    >>> from types import SimpleNamespace
+    >>> import tempfile
     >>> import torch
-    >>> brain = SimpleNamespace(
-    ...     modules=SimpleNamespace(embedding_model=torch.nn.Linear(10, 2)),
-    ...     metrics={"O": {"cosine": {"eer": 5.0, "min_dcf_0.01": 0.41}}},
-    ... )
-    >>> result_row("student trkd", 1986, brain, 61.2)
-    {'model': 'student trkd', 'seed': 1986, 'params_M': 2.2e-05,
+    >>> run = tempfile.mkdtemp()
+    >>> os.mkdir(os.path.join(run, "export"))
+    >>> model = torch.nn.Sequential(torch.nn.Linear(10, 2),
+    ...                             torch.nn.BatchNorm1d(2))
+    >>> torch.save(model.state_dict(),
+    ...            os.path.join(run, "export", "embedding_model.ckpt"))
+    >>> metrics = {"O": {"cosine": {"eer": 5.0, "min_dcf_0.01": 0.41}}}
+    >>> with open(os.path.join(run, "metrics.json"), "w") as fout:
+    ...     json.dump(metrics, fout)
+    >>> result_row("student trkd", 1986, run, 61.2)
+    {'model': 'student trkd', 'seed': 1986, 'params_M': 2.6e-05,
      'time_s': 61.2, 'O EER %': 5.0, 'O minDCF 0.01': 0.41}
     """
-    params = sum(p.numel() for p in brain.modules.embedding_model.parameters())
+    weights = torch.load(
+        os.path.join(run_folder, "export", "embedding_model.ckpt"),
+        map_location="cpu",
+        weights_only=True,
+    )
+    # Batch-norm statistics are buffers, not parameters.
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    params = sum(
+        tensor.numel()
+        for key, tensor in weights.items()
+        if not key.endswith(buffers)
+    )
+    with open(os.path.join(run_folder, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
     row = {
         "model": name,
         "seed": seed,
         "params_M": params / 1e6,
         "time_s": seconds,
     }
-    for list_name, per_backend in brain.metrics.items():
+    for list_name, per_backend in metrics.items():
         values = per_backend["cosine"]
         row[f"{list_name} EER %"] = values["eer"]
         row[f"{list_name} minDCF 0.01"] = values["min_dcf_0.01"]
@@ -281,43 +302,44 @@ def prepare_corpus(hparams, out):
 
 
 def run_stage(script, hparams_file, overrides, run_opts):
-    """Runs one recipe script and times it.
+    """Runs one recipe script as its command line does (in this process,
+    ``runpy``) and times it.
 
     Arguments
     ---------
-    script : module
-        ``train_teacher`` or ``train_trkd``.
+    script : str
+        ``train_teacher.py`` or ``train_trkd.py``, in the recipe's folder.
     hparams_file : str
         Name of a file of the recipe's ``hparams/`` folder.
     overrides : dict
-        Its overrides.
+        Its overrides (``output_folder`` among them).
     run_opts : dict
         SpeechBrain run options.
 
     Returns
     -------
-    brain : speechbrain.core.Brain
-        The trained and scored brain.
     seconds : float
         The stage's wall time.
 
     Example
     -------
-    >>> from types import SimpleNamespace
-    >>> script = SimpleNamespace(main=lambda argv: argv)  # echoes its argv
-    >>> argv, seconds = run_stage(script, "demo.yaml", {"lr": 0.1}, {})
-    >>> os.path.basename(argv[0]), argv[1:]
-    ('demo.yaml', ['--lr=0.1'])
+    >>> run_stage("train_trkd.py", "no_such.yaml", {}, {})
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: ... No such file or directory: '...no_such.yaml'
     """
-    tic = time.perf_counter()
-    brain = script.main(
-        command_line(
-            os.path.join(RECIPE_DIR, "hparams", hparams_file),
-            overrides,
-            run_opts,
-        )
+    argv = command_line(
+        os.path.join(RECIPE_DIR, "hparams", hparams_file), overrides, run_opts
     )
-    return brain, time.perf_counter() - tic
+    path = os.path.join(RECIPE_DIR, script)
+    saved = sys.argv
+    sys.argv = [path, *argv]
+    tic = time.perf_counter()
+    try:
+        runpy.run_path(path, run_name="__main__")
+    finally:
+        sys.argv = saved
+    return time.perf_counter() - tic
 
 
 def write_results(runs, out):
@@ -387,37 +409,39 @@ def main(argv):
             hparams["pretrained_teacher_overrides"],
             teacher_source=os.path.abspath(hparams["teacher_source"]),
         )
-    teacher, seconds = run_stage(
-        train_teacher,
+    teacher_folder = os.path.join(out, "teacher")
+    seconds = run_stage(
+        "train_teacher.py",
         hparams["teacher_hparams"],
-        dict(
-            common,
-            **teacher_overrides,
-            output_folder=os.path.join(out, "teacher"),
-        ),
+        dict(common, **teacher_overrides, output_folder=teacher_folder),
         passed_opts,
     )
-    runs = [result_row("teacher", common["seed"], teacher, seconds)]
+    runs = [result_row("teacher", common["seed"], teacher_folder, seconds)]
+    teacher_export = os.path.join(teacher_folder, "export")
+    # The exported teacher's architecture, read as data (nothing is run).
+    with open(os.path.join(teacher_export, "hyperparams.yaml")) as fin:
+        teacher_channels = YAML().load(fin)["channels"]
     for method in hparams["methods"]:
         for seed in hparams["student_seeds"]:
-            student, seconds = run_stage(
-                train_trkd,
+            run_folder = os.path.join(out, "students", method, str(seed))
+            seconds = run_stage(
+                "train_trkd.py",
                 hparams["student_hparams"],
                 dict(
                     common,
                     **hparams["student_overrides"],
                     seed=seed,
                     kd_method=method,
-                    teacher_source=teacher.hparams.export_folder,
+                    teacher_source=teacher_export,
                     teacher_n_classes=common["out_n_neurons"],
-                    teacher_channels=teacher.hparams.channels,
-                    output_folder=os.path.join(
-                        out, "students", method, str(seed)
-                    ),
+                    teacher_channels=teacher_channels,
+                    output_folder=run_folder,
                 ),
                 passed_opts,
             )
-            runs.append(result_row(f"student {method}", seed, student, seconds))
+            runs.append(
+                result_row(f"student {method}", seed, run_folder, seconds)
+            )
 
     table = write_results(runs, out)
     print(f"\nData: {common['data_folder']}")
