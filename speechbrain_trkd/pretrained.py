@@ -448,6 +448,77 @@ def load_teacher(
     return teacher
 
 
+def backbone_embedder(
+    pretrainer,
+    revision,
+    sha256,
+    compute_features,
+    mean_var_norm,
+    embedding_model,
+    emb_dim,
+    device,
+):
+    """Loads a pretrained backbone, frozen, and returns what
+    ``cache_teacher_outputs`` needs (a teacher's cache of its embeddings,
+    from which only a new head is trained).
+
+    Arguments
+    ---------
+    pretrainer : speechbrain.utils.parameter_transfer.Pretrainer or None
+        Collects the backbone's files (hparam ``pretrainer``).
+    revision : str or None
+        The pinned Hub revision (``teacher_revision``).
+    sha256 : dict or None
+        The files' pins (``teacher_sha256``).
+    compute_features, mean_var_norm, embedding_model : torch.nn.Module
+        The backbone's parts, loaded in place.
+    emb_dim : int
+        The embedding size.
+    device : str
+        Where the backbone runs.
+
+    Returns
+    -------
+    embed_fn : callable
+        Waveforms to embeddings, in eval mode.
+    teacher_files : list of str
+        The collected backbone weights.
+    emb_dim : int
+        The embedding size.
+
+    Example
+    -------
+    >>> pretrainer, teacher = _example_teacher()
+    >>> embed, files, emb_dim = backbone_embedder(
+    ...     pretrainer, None, None, teacher.compute_features,
+    ...     teacher.mean_var_norm, teacher.embedding_model, 16, "cpu")
+    >>> embed(torch.randn(2, 8000), torch.ones(2)).shape
+    torch.Size([2, 1, 16])
+    >>> backbone_embedder(None, None, None, None, None, None, 16, "cpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: teacher_cache needs a pretrained backbone (pretrainer)
+    """
+    if pretrainer is None:
+        raise ValueError(
+            "teacher_cache needs a pretrained backbone (pretrainer)"
+        )
+    collect_pinned(pretrainer, revision)
+    load_collected(pretrainer, sha256)
+    features = compute_features.to(device)
+    norm = mean_var_norm.to(device)
+    backbone = embedding_model.to(device).eval()
+
+    def embed(wavs, lens):
+        return backbone(norm(features(wavs), lens), lens)
+
+    files = [
+        os.path.join(pretrainer.collect_in, f"{name}.ckpt")
+        for name in pretrainer.loadables
+    ]
+    return embed, files, emb_dim
+
+
 def _example_teacher():
     """A two-speaker ECAPA teacher saved as a collected folder, and the
     ``Pretrainer`` that collects it (for the examples)."""

@@ -27,7 +27,6 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
-import functools
 import os
 import sys
 
@@ -46,166 +45,133 @@ from speechbrain_trkd.corpus_cache import (
 from speechbrain_trkd.data import build_wav_augment, dataio_prep
 from speechbrain_trkd.evaluation import score_encoder, student_encoder
 from speechbrain_trkd.export import card_metrics, export_model
-from speechbrain_trkd.pretrained import collect_pinned, load_collected
+from speechbrain_trkd.pretrained import (
+    backbone_embedder,
+    collect_pinned,
+    load_collected,
+)
 from speechbrain_trkd.speaker_brain import SpeakerBrain
 from speechbrain_trkd.training_run import training_run
 
 
-def backbone_embedder(hparams, device):
-    """The frozen pretrained backbone, for ``cache_teacher_outputs``.
-
-    Arguments
-    ---------
-    hparams : dict
-        The loaded hyperparameters (``pretrainer``, ``teacher_sha256``,
-        ``compute_features``, ``mean_var_norm``, ``embedding_model``,
-        ``emb_dim``, ``freeze_backbone``).
-    device : str
-        Where the backbone runs.
-
-    Returns
-    -------
-    embed_fn : callable
-        Waveforms to embeddings, in eval mode, without gradients.
-    teacher_files : list of str
-        The collected backbone weights.
-    emb_dim : int
-        The embedding size.
-
-    Example
-    -------
-    >>> backbone_embedder({"freeze_backbone": False}, "cpu")
-    Traceback (most recent call last):
-    ...
-    ValueError: teacher_cache needs a frozen backbone ...
-    """
-    if not hparams["freeze_backbone"]:
-        raise ValueError(
-            "teacher_cache needs a frozen backbone (--freeze_backbone=True): "
-            "the cache holds its embeddings, which fine-tuning would change"
-        )
-    pretrainer = hparams.get("pretrainer")
-    if pretrainer is None:
-        raise ValueError(
-            "teacher_cache needs a pretrained backbone (pretrainer)"
-        )
-    collect_pinned(pretrainer, hparams["teacher_revision"])
-    load_collected(pretrainer, hparams.get("teacher_sha256"))
-    features = hparams["compute_features"].to(device)
-    norm = hparams["mean_var_norm"].to(device)
-    backbone = hparams["embedding_model"].to(device).eval()
-
-    def embed(wavs, lens):
-        return backbone(norm(features(wavs), lens), lens)
-
-    files = [
-        os.path.join(pretrainer.collect_in, f"{name}.ckpt")
-        for name in pretrainer.loadables
-    ]
-    return embed, files, hparams["emb_dim"]
-
-
-def train_teacher(hparams, run_opts):
+def main(argv):
     """Prepares the data, loads the pretrained backbone (if any), trains
-    the teacher and scores its best checkpoint.
+    the teacher, scores its best checkpoint and exports it.
 
     Arguments
     ---------
-    hparams : dict
-        The loaded hyperparameters.
-    run_opts : dict
-        SpeechBrain's run options.
+    argv : list of str
+        ``[hparams_file, --key=value ...]``.
 
     Returns
     -------
     speechbrain_trkd.speaker_brain.SpeakerBrain
         Trained, its best checkpoint loaded; ``metrics`` on the main
         process (None elsewhere).
-
-    Example
-    -------
-    >>> import contextlib, io, tempfile
-    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
-    >>> tmp = tempfile.mkdtemp()
-    >>> corpus = make_synthetic_corpus(
-    ...     os.path.join(tmp, "corpus"), n_train_speakers=3, n_dev_speakers=2,
-    ...     sessions_per_speaker=2, utterances_per_session=3,
-    ...     duration=(1.0, 2.0))
-    >>> hparams_file = os.path.join(
-    ...     os.path.dirname(__file__), "hparams", "finetune_teacher.yaml")
-    >>> argv = [
-    ...     hparams_file, f"--data_folder={corpus.folder}",
-    ...     f"--output_folder={tmp}/run", f"--prep_folder={tmp}/prep",
-    ...     f"--verification_lists=[{corpus.trial_file}]",
-    ...     "--split_ratio=[50, 50]", "--seg_dur=1.0", "--sentence_len=1.0",
-    ...     "--out_n_neurons=3", "--pretrainer=null", "--channels=8",
-    ...     "--freeze_backbone=False", "--batch_size=4", "--num_workers=0",
-    ...     "--number_of_epochs=1", "--verification_backends=[cosine]",
-    ...     "--noprogressbar"]
-    >>> with contextlib.redirect_stdout(io.StringIO()):  # SpeechBrain's log
-    ...     with training_run(argv) as (hparams, run_opts, _, _):
-    ...         brain = train_teacher(hparams, run_opts)
-    >>> type(brain).__name__, sorted(brain.metrics["O"]["cosine"])
-    ('SpeakerBrain', ['eer', 'min_dcf_0.01', 'min_dcf_0.05'])
     """
-    run_on_main(
-        prepare_voxceleb,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["prep_folder"],
-            "verification_lists": hparams["verification_lists"],
-            "split_ratio": hparams["split_ratio"],
-            "seg_dur": hparams["seg_dur"],
-            "skip_prep": hparams["skip_prep"],
-            "train_folders": hparams["train_folders"],
-            "sample_rate": hparams["sample_rate"],
-        },
-    )
-    wav_augment = build_wav_augment(
-        hparams["wav_augment"],
-        noise_csv=hparams["noise_csv"],
-        rir_csv=hparams["rir_csv"],
-        add_noise=hparams["add_noise"],
-        add_reverb=hparams["add_reverb"],
-    )
-    train_data, valid_data, _ = dataio_prep(
-        hparams["train_annotation"],
-        hparams["valid_annotation"],
-        hparams["save_folder"],
-        n_classes=hparams["out_n_neurons"],
-        crop_seconds=hparams["sentence_len"],
-        sample_rate=hparams["sample_rate"],
-        random_chunk=hparams["random_chunk"],
-        cache=_backbone_cache(hparams, run_opts, wav_augment),
-        with_audio=not hparams.get("teacher_cache"),
-    )
-    pretrainer = hparams.get("pretrainer")
-    if pretrainer is not None:
-        collect_pinned(pretrainer, hparams["teacher_revision"])
-        load_collected(pretrainer, hparams.get("teacher_sha256"))
-    brain = SpeakerBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-        compute_cost=hparams["compute_cost"],
-        wav_augment=wav_augment,
-        lr_annealing=hparams["lr_annealing"],
-        train_logger=hparams["train_logger"],
-        freeze_backbone=hparams["freeze_backbone"],
-        backbone_lr_scale=hparams["backbone_lr_scale"],
-    )
-    brain.fit(
-        hparams["epoch_counter"],
-        train_data,
-        valid_data,
-        train_loader_kwargs=hparams["train_dataloader_options"],
-        valid_loader_kwargs=hparams["valid_dataloader_options"],
-    )
-    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
-    brain.metrics = None
-    if if_main_process():
+    with training_run(argv) as (hparams, run_opts, hparams_file, overrides):
+        sb.create_experiment_directory(
+            experiment_directory=hparams["output_folder"],
+            hyperparams_to_save=hparams_file,
+            overrides=overrides,
+        )
+        run_on_main(
+            prepare_voxceleb,
+            kwargs={
+                "data_folder": hparams["data_folder"],
+                "save_folder": hparams["prep_folder"],
+                "verification_lists": hparams["verification_lists"],
+                "split_ratio": hparams["split_ratio"],
+                "seg_dur": hparams["seg_dur"],
+                "skip_prep": hparams["skip_prep"],
+                "train_folders": hparams["train_folders"],
+                "sample_rate": hparams["sample_rate"],
+            },
+        )
+        wav_augment = build_wav_augment(
+            hparams["wav_augment"],
+            noise_csv=hparams["noise_csv"],
+            rir_csv=hparams["rir_csv"],
+            add_noise=hparams["add_noise"],
+            add_reverb=hparams["add_reverb"],
+        )
+        pretrainer = hparams.get("pretrainer")
+
+        # With a frozen backbone, its embeddings of fixed crops can be
+        # computed once (teacher_cache) and only the head is trained.
+        cache = None
+        if hparams.get("teacher_cache"):
+            refuse_augmented_cache(wav_augment, "backbone")
+            if not hparams["freeze_backbone"]:
+                raise ValueError(
+                    "teacher_cache needs a frozen backbone "
+                    "(--freeze_backbone=True): the cache holds its "
+                    "embeddings, which fine-tuning would change"
+                )
+            cache = open_teacher_cache(
+                hparams["teacher_cache"],
+                [hparams["train_annotation"], hparams["valid_annotation"]],
+                lambda device: backbone_embedder(
+                    pretrainer,
+                    hparams["teacher_revision"],
+                    hparams.get("teacher_sha256"),
+                    hparams["compute_features"],
+                    hparams["mean_var_norm"],
+                    hparams["embedding_model"],
+                    hparams["emb_dim"],
+                    device,
+                ),
+                run_opts.get("device") or infer_device(),
+                views=hparams["teacher_cache_views"],
+                seed=hparams["teacher_cache_seed"],
+                precision=hparams["teacher_cache_precision"],
+                batch_size=hparams["teacher_cache_batch_size"],
+                crop_seconds=hparams["sentence_len"],
+                sample_rate=hparams["sample_rate"],
+                prepare_options_file=os.path.join(
+                    hparams["prep_folder"], "prepare_options.json"
+                ),
+            )
+        train_data, valid_data, _ = dataio_prep(
+            hparams["train_annotation"],
+            hparams["valid_annotation"],
+            hparams["save_folder"],
+            n_classes=hparams["out_n_neurons"],
+            crop_seconds=hparams["sentence_len"],
+            sample_rate=hparams["sample_rate"],
+            random_chunk=hparams["random_chunk"],
+            cache=cache,
+            with_audio=cache is None,
+        )
+        if pretrainer is not None:
+            collect_pinned(pretrainer, hparams["teacher_revision"])
+            load_collected(pretrainer, hparams.get("teacher_sha256"))
+        brain = SpeakerBrain(
+            modules=hparams["modules"],
+            opt_class=hparams["opt_class"],
+            hparams=hparams,
+            run_opts=run_opts,
+            checkpointer=hparams["checkpointer"],
+            compute_cost=hparams["compute_cost"],
+            wav_augment=wav_augment,
+            lr_annealing=hparams["lr_annealing"],
+            train_logger=hparams["train_logger"],
+            freeze_backbone=hparams["freeze_backbone"],
+            backbone_lr_scale=hparams["backbone_lr_scale"],
+        )
+        brain.fit(
+            hparams["epoch_counter"],
+            train_data,
+            valid_data,
+            train_loader_kwargs=hparams["train_dataloader_options"],
+            valid_loader_kwargs=hparams["valid_dataloader_options"],
+        )
+
+        # The best checkpoint (validation error), scored and exported.
+        brain.checkpointer.recover_if_possible(min_key="ErrorRate")
+        brain.metrics = None
+        if not if_main_process():
+            return brain
         brain.metrics = score_encoder(
             student_encoder(brain),
             brain.device,
@@ -222,43 +188,6 @@ def train_teacher(hparams, run_opts):
             trial_audio_csvs=hparams["trial_audio_csvs"],
             write_plots=hparams["write_plots"],
         )
-    return brain
-
-
-def _backbone_cache(hparams, run_opts, wav_augment):
-    """The frozen backbone's cache of the segments, or None without
-    ``teacher_cache``."""
-    if not hparams.get("teacher_cache"):
-        return None
-    refuse_augmented_cache(wav_augment, "backbone")
-    return open_teacher_cache(
-        hparams["teacher_cache"],
-        [hparams["train_annotation"], hparams["valid_annotation"]],
-        functools.partial(backbone_embedder, hparams),
-        run_opts.get("device") or infer_device(),
-        views=hparams["teacher_cache_views"],
-        seed=hparams["teacher_cache_seed"],
-        precision=hparams["teacher_cache_precision"],
-        batch_size=hparams["teacher_cache_batch_size"],
-        crop_seconds=hparams["sentence_len"],
-        sample_rate=hparams["sample_rate"],
-        prepare_options_file=os.path.join(
-            hparams["prep_folder"], "prepare_options.json"
-        ),
-    )
-
-
-def main(argv):
-    """Trains the teacher, exports it and reports its EER."""
-    with training_run(argv) as (hparams, run_opts, hparams_file, overrides):
-        sb.create_experiment_directory(
-            experiment_directory=hparams["output_folder"],
-            hyperparams_to_save=hparams_file,
-            overrides=overrides,
-        )
-        brain = train_teacher(hparams, run_opts)
-    if brain.metrics is None:  # not the main process
-        return brain
     export_model(
         hparams["embedding_model"],
         hparams["classifier"],
