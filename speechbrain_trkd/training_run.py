@@ -7,6 +7,7 @@ Authors
 """
 
 import contextlib
+import json
 import math
 
 import speechbrain as sb
@@ -115,3 +116,34 @@ def check_run_numbers(hparams):
             f"number_of_epochs={epochs!r}: train at least one epoch "
             "(--number_of_epochs=1 or more)"
         )
+
+
+def command_line(hparams_file, overrides, run_opts=None):
+    """Builds the argument list of a recipe script.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The hparams file.
+    overrides : dict
+        Hyperparameters to override, as ``--key=value`` (non-strings in
+        JSON, which YAML reads back).
+    run_opts : dict, optional
+        SpeechBrain run options; True flags are passed bare.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> command_line("a.yaml", {"lr": 0.1, "x": None}, {"debug": True})
+    ['a.yaml', '--lr=0.1', '--x=null', '--debug']
+    """
+    args = [hparams_file]
+    for key, value in overrides.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        args.append(f"--{key}={text}")
+    for key, value in (run_opts or {}).items():
+        args.append(f"--{key}" if value is True else f"--{key}={value}")
+    return args

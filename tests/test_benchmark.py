@@ -23,6 +23,8 @@ from speechbrain_trkd.scoring import compute_eer, write_scores
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 
 sys.path.insert(0, str(REPO / "benchmarks"))
+import bench_config  # noqa: E402
+import report  # noqa: E402
 import run_benchmark  # noqa: E402
 
 
@@ -143,7 +145,7 @@ def test_results_tables(bench_run):
     assert "Runs not finished" not in markdown
     if importlib.util.find_spec("matplotlib") is not None:
         assert "![DET curves of the methods](det_methods.png)" in markdown
-        png = root / "results" / run_benchmark.DET_FILE
+        png = root / "results" / bench_config.DET_FILE
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -175,7 +177,7 @@ def test_rerun_resumes_without_training(bench_run):
     before = result.stat().st_mtime_ns
     assert run_benchmark.main(argv) == 0
     assert result.stat().st_mtime_ns == before
-    with open(root / "out" / run_benchmark.INVOCATIONS_FILE) as fin:
+    with open(root / "out" / bench_config.INVOCATIONS_FILE) as fin:
         assert len(json.load(fin)) == 2
     markdown = (root / "results" / "results.md").read_text(encoding="utf-8")
     runs = [line for line in markdown.splitlines() if line[:1].isdigit()]
@@ -320,7 +322,7 @@ def test_report_only_trains_nothing(cpu_run):
     results.unlink()
     runs = sorted((root / "results" / "runs").glob("*.json"))
     stamps = [p.stat().st_mtime_ns for p in runs]
-    invocations = root / "out" / run_benchmark.INVOCATIONS_FILE
+    invocations = root / "out" / bench_config.INVOCATIONS_FILE
     count = len(json.loads(invocations.read_text()))
     assert run_benchmark.main([*argv, "--report_only"]) == 0
     assert results.is_file() and "as_is" in results.read_text()
@@ -336,7 +338,7 @@ def test_methods_det_draws_one_seed_per_method(tmp_path, monkeypatch):
     gen = torch.Generator().manual_seed(0)
     eers = {}
     for tag, method, seed, shift in [
-        (run_benchmark.NO_KD_TAG, "none", 1, 1.0),
+        (bench_config.NO_KD_TAG, "none", 1, 1.0),
         ("t", "trkd", 1, 2.0),
         ("t", "trkd", 2, 0.0),  # another seed: left out
         ("other", "kd", 1, 0.0),  # another tag: left out
@@ -368,7 +370,7 @@ def test_methods_det_draws_one_seed_per_method(tmp_path, monkeypatch):
         drawn.update(curves)
         return path
 
-    monkeypatch.setattr(run_benchmark, "plot_det", capture)
+    monkeypatch.setattr(report, "plot_det", capture)
     config = {
         "runs_folder": str(runs_folder),
         "pairs": ["p"],
@@ -378,8 +380,8 @@ def test_methods_det_draws_one_seed_per_method(tmp_path, monkeypatch):
         "tag": "t",
         "report_command": "python benchmarks/run_benchmark.py --report_only",
     }
-    path, lines = run_benchmark.methods_det(config, str(tmp_path))
-    assert path == str(tmp_path / run_benchmark.DET_FILE)
+    path, lines = report.methods_det(config, str(tmp_path))
+    assert path == str(tmp_path / bench_config.DET_FILE)
     assert list(drawn) == ["none", "trkd"]
     for method, points in drawn.items():
         assert points.eer == pytest.approx(eers[method], abs=1e-6)

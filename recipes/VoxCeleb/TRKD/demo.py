@@ -43,42 +43,13 @@ from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 from voxceleb_prepare import prepare_voxceleb
 
+from speechbrain_trkd.markdown import markdown_table
 from speechbrain_trkd.synthetic import make_synthetic_corpus
+from speechbrain_trkd.training_run import command_line
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 logger = logging.getLogger(__name__)
-
-
-def command_line(hparams_file, overrides, run_opts=None):
-    """Builds the argument list of a recipe script.
-
-    Arguments
-    ---------
-    hparams_file : str
-        The hparams file.
-    overrides : dict
-        Hyperparameters to override, as ``--key=value`` (non-strings in
-        JSON, which YAML reads back).
-    run_opts : dict, optional
-        SpeechBrain run options; True flags are passed bare.
-
-    Returns
-    -------
-    list of str
-
-    Example
-    -------
-    >>> command_line("a.yaml", {"lr": 0.1, "x": None}, {"debug": True})
-    ['a.yaml', '--lr=0.1', '--x=null', '--debug']
-    """
-    args = [hparams_file]
-    for key, value in overrides.items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        args.append(f"--{key}={text}")
-    for key, value in (run_opts or {}).items():
-        args.append(f"--{key}" if value is True else f"--{key}={value}")
-    return args
 
 
 def count_speakers(train_csv):
@@ -213,30 +184,6 @@ def summary_row(runs):
             text += f" ± {statistics.stdev(values):.{digits}f}"
         row[key] = text
     return row
-
-
-def markdown_table(rows):
-    """Formats rows of equal keys as a markdown table.
-
-    Arguments
-    ---------
-    rows : list of dict
-
-    Returns
-    -------
-    str
-
-    Example
-    -------
-    >>> print(markdown_table([{"a": "1", "b": "x"}]))
-    | a | b |
-    |---|---|
-    | 1 | x |
-    """
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(row[k] for k in keys) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def prepare_corpus(hparams, out):
