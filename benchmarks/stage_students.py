@@ -17,12 +17,12 @@ import traceback
 
 import speechbrain as sb
 import torch
-import train_trkd
 from audio_cache import AudioCache, cached_audio
 from bench_config import (
     BENCH_DIR,
     NO_KD_METHODS,
     NO_KD_TAG,
+    RECIPE_DIR,
     REPO,
     RESULT_FILE,
     checkout_relative,
@@ -37,6 +37,7 @@ from speechbrain_trkd.plots import (
     read_train_log,
 )
 from speechbrain_trkd.run_identity import check_same_run
+from speechbrain_trkd.training_run import run_script
 
 
 def run_student(job, spec):
@@ -69,7 +70,7 @@ def run_student(job, spec):
         os.rename(job["output_folder"], aside)
         print(f"{error}; its folder is kept as {aside} and the run redone")
     tic = time.perf_counter()
-    brain = train_trkd.main(job["argv"])
+    brain = run_script(RECIPE_DIR / "train_trkd.py", job["argv"])["brain"]
     train_s = time.perf_counter() - tic
     metrics = dict(brain.metrics)
     extras = [t for t in spec["lists"] if t["extra"]]

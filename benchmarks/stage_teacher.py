@@ -13,7 +13,6 @@ import time
 
 import speechbrain as sb
 import torch
-import train_teacher
 from bench_config import RECIPE_DIR, TEACHER_FILE, free_memory, student_argv
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import infer_device
@@ -24,7 +23,7 @@ from speechbrain_trkd.corpus_cache import (
 )
 from speechbrain_trkd.evaluation import student_encoder
 from speechbrain_trkd.pretrained import teacher_embedder
-from speechbrain_trkd.training_run import command_line
+from speechbrain_trkd.training_run import command_line, run_script
 
 
 def run_teacher(config):
@@ -78,7 +77,7 @@ def run_teacher(config):
         config["run_opts"],
     )
     tic = time.perf_counter()
-    brain = train_teacher.main(argv)
+    brain = run_script(RECIPE_DIR / "train_teacher.py", argv)["brain"]
     train_s = time.perf_counter() - tic
     hparams = brain.hparams
     extras = [t for t in config["lists"] if t["extra"]]

@@ -9,6 +9,8 @@ Authors
 import contextlib
 import json
 import math
+import runpy
+import sys
 
 import speechbrain as sb
 import torch
@@ -147,3 +149,39 @@ def command_line(hparams_file, overrides, run_opts=None):
     for key, value in (run_opts or {}).items():
         args.append(f"--{key}" if value is True else f"--{key}={value}")
     return args
+
+
+def run_script(script, argv):
+    r"""Runs a recipe script in this process, as ``python script *argv``
+    would (``runpy``, as ``__main__``), and returns its global names
+    (``brain``, ``hparams``, ...), for the demo, the benchmark and the
+    tests.
+
+    Arguments
+    ---------
+    script : str or os.PathLike
+        The script.
+    argv : list of str
+        Its command line.
+
+    Returns
+    -------
+    dict
+        The script's globals after it ran.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> script = os.path.join(tempfile.mkdtemp(), "echo.py")
+    >>> with open(script, "w") as fout:
+    ...     _ = fout.write("import sys\nif __name__ == '__main__':\n"
+    ...                    "    args = sys.argv[1:]\n")
+    >>> run_script(script, ["a.yaml", "--lr=0.1"])["args"]
+    ['a.yaml', '--lr=0.1']
+    """
+    saved = sys.argv
+    sys.argv = [str(script), *argv]
+    try:
+        return runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved

@@ -24,6 +24,7 @@ from speechbrain_trkd.synthetic import make_synthetic_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE_CSV = REPO / "tests" / "recipes" / "VoxCeleb.csv"
+TRAIN_TRKD = REPO / "recipes" / "VoxCeleb" / "TRKD" / "train_trkd.py"
 N_TRAIN_SPEAKERS = 6
 
 with open(RECIPE_CSV, newline="", encoding="utf-8") as csv_file:

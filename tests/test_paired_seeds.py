@@ -4,12 +4,12 @@ weights and sees the same batches, in the same order, of the same
 seed by seed."""
 
 import hashlib
-import sys
 from pathlib import Path
 
-from recipe_runner import RECIPE_ROWS, row_id
+from recipe_runner import RECIPE_ROWS, TRAIN_TRKD, row_id
 
 from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.training_run import run_script
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes/VoxCeleb/TRKD"
 
@@ -28,9 +28,6 @@ def test_a_seed_gives_every_method_the_same_start_batches_and_views(
     """Runs the recipe in-process with no KD, KD, DKD, GKD and TRKD from one
     augmented teacher cache; records the student's initial weights and each
     training batch's ids and waveforms."""
-    sys.path.insert(0, str(RECIPE_DIR))
-    import train_trkd
-
     seen = {}
     fit_batch = DistillationBrain.fit_batch
     on_fit_start = DistillationBrain.on_fit_start
@@ -72,14 +69,15 @@ def test_a_seed_gives_every_method_the_same_start_batches_and_views(
     ]
     for method in ("none", "kd", "dkd", "gkd", "trkd"):
         seen[method] = []
-        train_trkd.main(
+        run_script(
+            TRAIN_TRKD,
             [
                 *base,
                 f"--kd_method={method}",
                 f"--output_folder={tmp_path / method}",
                 # GKD's primary group: 1/8 of 6 classes would be none.
                 "--kd_method_options={gkd: {hcm_n: 2}}",
-            ]
+            ],
         )
     reference = seen["none"]
     assert len(reference) > 3  # the start, then several batches

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from recipe_runner import REPO
+from recipe_runner import TRAIN_TRKD
 from test_speaker_verification import (
     RECIPE,
     make_corpus,
@@ -17,12 +17,10 @@ from test_speaker_verification import (
     write_all_pairs,
 )
 
-from speechbrain_trkd import plots
+from speechbrain_trkd import plots, pretrained
 from speechbrain_trkd.scoring import compute_eer, compute_min_dcf
 from speechbrain_trkd.synthetic import make_synthetic_corpus
-
-sys.path.insert(0, str(REPO / "recipes" / "VoxCeleb" / "TRKD"))
-import train_trkd  # noqa: E402
+from speechbrain_trkd.training_run import run_script
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 needs_matplotlib = pytest.mark.skipif(
@@ -168,9 +166,9 @@ def test_tiny_distillation_run_writes_its_pictures(tmp_path, monkeypatch):
             # A random teacher with the student's 3 classes: the pictures
             # need a TRKD run, not a good teacher.
             monkeypatch.setattr(
-                train_trkd, "load_teacher", lambda _, teacher, *a, **k: teacher
+                pretrained, "load_teacher", lambda _, teacher, *a, **k: teacher
             )
-            hparams = train_trkd.main(argv).hparams
+            hparams = run_script(TRAIN_TRKD, argv)["brain"].hparams
     finally:
         torch.set_num_threads(threads)
     for name in (

@@ -1,9 +1,9 @@
 """Runs every recipe hparams file for two debug batches on generated data."""
 
-import importlib.util
-
 import pytest
-from recipe_runner import RECIPE_ROWS, REPO, row_id
+from recipe_runner import RECIPE_ROWS, REPO, TRAIN_TRKD, row_id
+
+from speechbrain_trkd.training_run import run_script
 
 
 def test_every_hparams_file_has_a_row():
@@ -29,20 +29,16 @@ def test_bf16_distillation(recipe_runner):
 
 def test_batch_of_one_fails_at_hparams_load(tmp_path):
     """Training with batch size 1 stops before any data is touched."""
-    spec = importlib.util.spec_from_file_location(
-        "train_trkd", REPO / "recipes" / "VoxCeleb" / "TRKD" / "train_trkd.py"
-    )
-    train_trkd = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_trkd)
     hparams_file = REPO / "recipes" / "VoxCeleb" / "TRKD" / "hparams"
     with pytest.raises(ValueError, match="batch_size=1: a training batch"):
-        train_trkd.main(
+        run_script(
+            TRAIN_TRKD,
             [
                 str(hparams_file / "ecapa_to_small.yaml"),
                 f"--data_folder={tmp_path}/nothing",
                 f"--output_folder={tmp_path}/out",
                 "--batch_size=1",
-            ]
+            ],
         )
     assert not (tmp_path / "out" / "train_log.txt").exists()
 
@@ -58,20 +54,16 @@ def test_batch_of_one_fails_at_hparams_load(tmp_path):
 def test_unusable_numbers_fail_at_hparams_load(tmp_path, flag, message):
     """A number the run cannot use stops it before preparation (no folder
     of prepared data, no teacher), naming the key."""
-    spec = importlib.util.spec_from_file_location(
-        "train_trkd", REPO / "recipes" / "VoxCeleb" / "TRKD" / "train_trkd.py"
-    )
-    train_trkd = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_trkd)
     hparams_file = REPO / "recipes" / "VoxCeleb" / "TRKD" / "hparams"
     with pytest.raises(ValueError, match=message):
-        train_trkd.main(
+        run_script(
+            TRAIN_TRKD,
             [
                 str(hparams_file / "ecapa_to_small.yaml"),
                 f"--data_folder={tmp_path}/nothing",
                 f"--output_folder={tmp_path}/out",
                 f"--prep_folder={tmp_path}/prep",
                 flag,
-            ]
+            ],
         )
     assert not (tmp_path / "prep").exists()

@@ -1,20 +1,15 @@
 """A changed command never reuses another run's results."""
 
 import contextlib
-import importlib.util
 import io
 
 import pytest
-from recipe_runner import REPO
+from recipe_runner import REPO, TRAIN_TRKD
 
 from speechbrain_trkd.synthetic import make_synthetic_corpus
+from speechbrain_trkd.training_run import run_script
 
 RECIPE = REPO / "recipes" / "VoxCeleb" / "TRKD"
-_spec = importlib.util.spec_from_file_location(
-    "train_trkd", RECIPE / "train_trkd.py"
-)
-train_trkd = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_trkd)
 
 
 def test_changed_training_settings_are_refused(tmp_path):
@@ -49,7 +44,7 @@ def test_changed_training_settings_are_refused(tmp_path):
 
     def run(*extra):
         with contextlib.redirect_stdout(io.StringIO()):
-            return train_trkd.main([*base, *extra])
+            return run_script(TRAIN_TRKD, [*base, *extra])["brain"]
 
     run("--num_workers=0")
     with pytest.raises(ValueError, match=r"lr: 0.001 -> 0.002"):

@@ -1,6 +1,5 @@
 """One run per output folder (speechbrain_trkd.run_lock)."""
 
-import importlib.util
 import json
 import os
 import socket
@@ -8,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from recipe_runner import REPO
+from recipe_runner import REPO, TRAIN_TRKD
 
 from speechbrain_trkd.run_lock import LOCK_FILE, RunLock
+from speechbrain_trkd.training_run import run_script
 
 
 def write_lock(folder, pid, host=None):
@@ -60,21 +60,17 @@ def test_another_hosts_lock_is_never_taken_silently(tmp_path):
 
 def test_recipe_refuses_a_busy_output_folder(tmp_path, live_process):
     """train_trkd.py stops at once, before preparing anything."""
-    spec = importlib.util.spec_from_file_location(
-        "train_trkd", REPO / "recipes" / "VoxCeleb" / "TRKD" / "train_trkd.py"
-    )
-    train_trkd = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_trkd)
     out = tmp_path / "out"
     write_lock(out, live_process)
     with pytest.raises(RuntimeError, match="in use by process"):
-        train_trkd.main(
+        run_script(
+            TRAIN_TRKD,
             [
                 str(REPO / "recipes/VoxCeleb/TRKD/hparams/ecapa_to_small.yaml"),
                 f"--data_folder={tmp_path}/nothing",
                 f"--output_folder={out}",
                 f"--prep_folder={tmp_path}/prep",
-            ]
+            ],
         )
     assert not (tmp_path / "prep").exists()
     assert not (out / "train_log.txt").exists()

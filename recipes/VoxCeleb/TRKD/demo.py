@@ -32,7 +32,6 @@ import glob
 import json
 import logging
 import os
-import runpy
 import statistics
 import sys
 import time
@@ -45,7 +44,7 @@ from voxceleb_prepare import prepare_voxceleb
 
 from speechbrain_trkd.markdown import markdown_table
 from speechbrain_trkd.synthetic import make_synthetic_corpus
-from speechbrain_trkd.training_run import command_line
+from speechbrain_trkd.training_run import command_line, run_script
 
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -278,14 +277,8 @@ def run_stage(script, hparams_file, overrides, run_opts):
     argv = command_line(
         os.path.join(RECIPE_DIR, "hparams", hparams_file), overrides, run_opts
     )
-    path = os.path.join(RECIPE_DIR, script)
-    saved = sys.argv
-    sys.argv = [path, *argv]
     tic = time.perf_counter()
-    try:
-        runpy.run_path(path, run_name="__main__")
-    finally:
-        sys.argv = saved
+    run_script(os.path.join(RECIPE_DIR, script), argv)
     return time.perf_counter() - tic
 
 

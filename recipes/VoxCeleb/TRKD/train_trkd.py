@@ -44,23 +44,13 @@ from speechbrain_trkd.plots import write_training_plots
 from speechbrain_trkd.pretrained import load_teacher, teacher_embedder
 from speechbrain_trkd.training_run import training_run
 
-
-def main(argv):
-    """Prepares the data, distils the student, scores its best checkpoint
-    and exports it (``export_folder``, a pretrained-model folder).
-
-    Arguments
-    ---------
-    argv : list of str
-        ``[hparams_file, --key=value ...]``.
-
-    Returns
-    -------
-    DistillationBrain
-        Trained, its best checkpoint loaded; ``metrics`` holds the
-        verification metrics on the main process (None elsewhere).
-    """
-    with training_run(argv) as (hparams, run_opts, hparams_file, overrides):
+if __name__ == "__main__":
+    with training_run(sys.argv[1:]) as (
+        hparams,
+        run_opts,
+        hparams_file,
+        overrides,
+    ):
         sb.create_experiment_directory(
             experiment_directory=hparams["output_folder"],
             hyperparams_to_save=hparams_file,
@@ -175,44 +165,39 @@ def main(argv):
         # The best checkpoint (validation error), scored and exported.
         brain.checkpointer.recover_if_possible(min_key="ErrorRate")
         brain.metrics = None
-        if not if_main_process():
-            return brain
-        brain.metrics = score_encoder(
-            student_encoder(brain),
-            brain.device,
-            data_folder=hparams["data_folder"],
-            verification_lists=hparams["verification_lists"],
-            prep_folder=hparams["prep_folder"],
-            output_folder=hparams["output_folder"],
-            backends=hparams["verification_backends"],
-            cohort_csv=hparams["train_annotation"],
-            cohort_per_speaker=hparams["cohort_utterances_per_speaker"],
-            asnorm_top_n=hparams["asnorm_top_n"],
-            batch_size=hparams["verification_batch_size"],
-            sample_rate=hparams["sample_rate"],
-            trial_audio_csvs=hparams["trial_audio_csvs"],
-            teacher_folder=hparams["teacher_folder"],
-            write_plots=hparams["write_plots"],
-        )
-        if hparams["write_plots"]:
-            write_training_plots(
-                hparams["train_log"],
-                hparams["output_folder"],
-                hparams["tau_schedule"]
-                if hparams["kd_loss"].uses_tau
-                else None,
+        if if_main_process():
+            brain.metrics = score_encoder(
+                student_encoder(brain),
+                brain.device,
+                data_folder=hparams["data_folder"],
+                verification_lists=hparams["verification_lists"],
+                prep_folder=hparams["prep_folder"],
+                output_folder=hparams["output_folder"],
+                backends=hparams["verification_backends"],
+                cohort_csv=hparams["train_annotation"],
+                cohort_per_speaker=hparams["cohort_utterances_per_speaker"],
+                asnorm_top_n=hparams["asnorm_top_n"],
+                batch_size=hparams["verification_batch_size"],
+                sample_rate=hparams["sample_rate"],
+                trial_audio_csvs=hparams["trial_audio_csvs"],
+                teacher_folder=hparams["teacher_folder"],
+                write_plots=hparams["write_plots"],
             )
-    export_model(
-        hparams["embedding_model"],
-        hparams["classifier"],
-        os.path.join(hparams["save_folder"], "label_encoder.txt"),
-        hparams["inference_hparams"],
-        hparams["inference_overrides"],
-        hparams["export_folder"],
-        student_card(hparams, brain.metrics),
-    )
-    return brain
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+            if hparams["write_plots"]:
+                write_training_plots(
+                    hparams["train_log"],
+                    hparams["output_folder"],
+                    hparams["tau_schedule"]
+                    if hparams["kd_loss"].uses_tau
+                    else None,
+                )
+    if if_main_process():
+        export_model(
+            hparams["embedding_model"],
+            hparams["classifier"],
+            os.path.join(hparams["save_folder"], "label_encoder.txt"),
+            hparams["inference_hparams"],
+            hparams["inference_overrides"],
+            hparams["export_folder"],
+            student_card(hparams, brain.metrics),
+        )
