@@ -35,11 +35,8 @@ from speechbrain_trkd.onnx_export import (
     onnx_encode_fn,
     onnx_session,
 )
-from speechbrain_trkd.scoring import (
-    cosine_scores,
-    index_utterances,
-    read_trials,
-)
+from speechbrain_trkd.scoring import cosine_scores
+from speechbrain_trkd.trials import index_utterances, read_trials
 
 
 def backend_encoders(model_folder, architecture="ecapa"):

@@ -30,11 +30,8 @@ from paired_reading import (
 )
 
 from speechbrain_trkd.markdown import markdown_table
-from speechbrain_trkd.plots import (
-    det_points,
-    plot_det,
-)
-from speechbrain_trkd.scoring import read_scores
+from speechbrain_trkd.plots import det_points, plot_det
+from speechbrain_trkd.trials import read_scores
 
 
 def _mean_std(values):

@@ -24,7 +24,7 @@ import time
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speechbrain_trkd.scoring import compute_eer, compute_min_dcf
+from speechbrain_trkd.metrics import compute_eer, compute_min_dcf
 
 
 def random_trials(n_trials, seed=0):

@@ -33,10 +33,8 @@ from stage_data import recipe_modules
 from stage_teacher import score_lists
 
 from speechbrain_trkd.evaluation import student_encoder
-from speechbrain_trkd.plots import (
-    read_train_log,
-)
 from speechbrain_trkd.run_identity import check_same_run
+from speechbrain_trkd.training_plots import read_train_log
 from speechbrain_trkd.training_run import run_script
 
 

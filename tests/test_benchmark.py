@@ -19,8 +19,9 @@ import pytest
 import torch
 from recipe_runner import REPO
 
-from speechbrain_trkd.scoring import compute_eer, write_scores
+from speechbrain_trkd.metrics import compute_eer
 from speechbrain_trkd.synthetic import make_synthetic_corpus
+from speechbrain_trkd.trials import write_scores
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench_config  # noqa: E402

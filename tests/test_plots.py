@@ -18,7 +18,7 @@ from test_speaker_verification import (
 )
 
 from speechbrain_trkd import plots, pretrained
-from speechbrain_trkd.scoring import compute_eer, compute_min_dcf
+from speechbrain_trkd.metrics import compute_eer, compute_min_dcf
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 from speechbrain_trkd.training_run import run_script
 

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_trkd import trial_lists
+from speechbrain_trkd import trials as trial_files
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -299,7 +299,7 @@ def test_http_verification_list(tmp_path, monkeypatch):
         pathlib.Path(dest).write_text("1 a/b/1.wav")
         raise ConnectionResetError("connection reset")
 
-    monkeypatch.setattr(trial_lists, "download_file", interrupted)
+    monkeypatch.setattr(trial_files, "download_file", interrupted)
     with pytest.raises(FileNotFoundError, match="connection reset"):
         prep.fetch_verification_list(f"{base}/E.txt", str(save))
     assert sorted(p.name for p in save.iterdir()) == ["O.txt"]

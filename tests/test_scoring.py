@@ -13,16 +13,17 @@ from speechbrain.processing.PLDA_LDA import (
     fast_PLDA_scoring,
 )
 
+from speechbrain_trkd.metrics import compute_eer, compute_min_dcf
 from speechbrain_trkd.scoring import (
     PLDABackend,
     asnorm_scores,
-    compute_eer,
-    compute_min_dcf,
     cosine_scores,
+    speaker_mean_embeddings,
+)
+from speechbrain_trkd.trials import (
     index_utterances,
     read_scores,
     read_trials,
-    speaker_mean_embeddings,
     write_scores,
 )
 
@@ -497,7 +498,7 @@ def test_plda_errors():
 def test_trial_lists_that_contradict_themselves(tmp_path, caplog):
     """A pair labelled both ways names both lines; repeated pairs (in
     either order) and an utterance against itself are warned about."""
-    from speechbrain_trkd.scoring import read_trials
+    from speechbrain_trkd.trials import read_trials
 
     path = tmp_path / "trials.txt"
     path.write_text("1 a/1.wav b/2.wav\n0 a/1.wav c/3.wav\n0 b/2.wav a/1.wav\n")

@@ -18,9 +18,9 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_trkd import pretrained, verification
-from speechbrain_trkd.scoring import read_trials
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 from speechbrain_trkd.teacher_cache import file_sha256
+from speechbrain_trkd.trials import read_trials
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "VoxCeleb" / "TRKD"

@@ -8,11 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_trkd.synthetic import (
-    OPTIONS_FILE,
-    draw_speaker_traits,
-    make_synthetic_corpus,
-)
+from speechbrain_trkd.synthetic import OPTIONS_FILE, make_synthetic_corpus
+from speechbrain_trkd.synthetic_voice import draw_speaker_traits
 
 SMALL = dict(
     n_train_speakers=3,

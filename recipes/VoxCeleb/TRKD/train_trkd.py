@@ -40,8 +40,8 @@ from speechbrain_trkd.corpus_cache import (
 from speechbrain_trkd.data import build_wav_augment, dataio_prep
 from speechbrain_trkd.evaluation import score_encoder, student_encoder
 from speechbrain_trkd.export import export_model, student_card
-from speechbrain_trkd.plots import write_training_plots
 from speechbrain_trkd.pretrained import load_teacher, teacher_embedder
+from speechbrain_trkd.training_plots import write_training_plots
 from speechbrain_trkd.training_run import training_run
 
 if __name__ == "__main__":

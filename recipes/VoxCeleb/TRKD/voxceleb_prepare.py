@@ -32,12 +32,12 @@ import soundfile
 from speechbrain.dataio import audio_io
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_trkd.scoring import read_trials
-from speechbrain_trkd.trial_lists import (
+from speechbrain_trkd.trials import (
     as_path_list,
     canonical_source,
     check_distinct_downloads,
     fetch_verification_list,
+    read_trials,
 )
 
 logger = get_logger(__name__)
