@@ -1,6 +1,5 @@
 """The benchmark's report: the committed run files aggregated into
-``results.md`` / ``.csv`` (with the paired reading and the DET figure),
-and the logs' archive.
+``results.md`` / ``.csv`` (with the paired reading and the DET figure).
 
 Authors
  * speechbrain-trkd developers 2026
@@ -10,7 +9,6 @@ import csv
 import math
 import os
 import statistics
-import tarfile
 from pathlib import Path
 
 from bench_config import (
@@ -578,45 +576,3 @@ def _throughput_lines(throughput, ratios):
     else:
         lines.append("(not measured)")
     return lines
-
-
-def archive_logs(output_folder, path):
-    """Packs the benchmark's logs and metrics (no checkpoints, no scores).
-
-    Arguments
-    ---------
-    output_folder : str
-        The benchmark's output folder.
-    path : str
-        The ``.tar.gz`` to write.
-
-    Returns
-    -------
-    str
-        ``path``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> out = tempfile.mkdtemp()
-    >>> _ = open(os.path.join(out, "log.txt"), "w").write("hello")
-    >>> os.makedirs(os.path.join(out, "scores"))
-    >>> _ = open(os.path.join(out, "scores", "O.txt"), "w").write("1 a b")
-    >>> archive = archive_logs(out, os.path.join(tempfile.mkdtemp(), "a.tgz"))
-    >>> tarfile.open(archive).getnames()
-    ['log.txt']
-    """
-    keep = (".txt", ".json", ".csv", ".yaml", ".log", ".md")
-    with tarfile.open(path, "w:gz") as tar:
-        for folder, dirs, names in os.walk(output_folder):
-            dirs[:] = sorted(
-                d
-                for d in dirs
-                if d not in ("scores", "save", "audio_cache", "pretrained")
-                and not os.path.islink(os.path.join(folder, d))
-            )
-            for name in sorted(names):
-                full = os.path.join(folder, name)
-                if name.endswith(keep) and not os.path.islink(full):
-                    tar.add(full, os.path.relpath(full, output_folder))
-    return path

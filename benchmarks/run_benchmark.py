@@ -49,6 +49,7 @@ import json
 import os
 import shlex
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -79,7 +80,7 @@ from bench_config import (  # noqa: E402
     read_json,
     run_config,
 )
-from report import archive_logs, write_report  # noqa: E402
+from report import write_report  # noqa: E402
 from stage_data import check_held_out, recipe_modules, trial_lists  # noqa: E402
 from stage_students import run_jobs, run_students  # noqa: E402
 from stage_teacher import run_teacher, run_teacher_cache  # noqa: E402
@@ -299,6 +300,48 @@ def parse_args(argv):
         known.profile = "gpu" if known.device.startswith("cuda") else "cpu"
     parser.set_defaults(profile=known.profile, **PROFILES[known.profile])
     return parser.parse_args(argv)
+
+
+def archive_logs(output_folder, path):
+    """Packs the benchmark's logs and metrics (no checkpoints, no scores).
+
+    Arguments
+    ---------
+    output_folder : str
+        The benchmark's output folder.
+    path : str
+        The ``.tar.gz`` to write.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(out, "log.txt"), "w").write("hello")
+    >>> os.makedirs(os.path.join(out, "scores"))
+    >>> _ = open(os.path.join(out, "scores", "O.txt"), "w").write("1 a b")
+    >>> archive = archive_logs(out, os.path.join(tempfile.mkdtemp(), "a.tgz"))
+    >>> tarfile.open(archive).getnames()
+    ['log.txt']
+    """
+    keep = (".txt", ".json", ".csv", ".yaml", ".log", ".md")
+    with tarfile.open(path, "w:gz") as tar:
+        for folder, dirs, names in os.walk(output_folder):
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if d not in ("scores", "save", "audio_cache", "pretrained")
+                and not os.path.islink(os.path.join(folder, d))
+            )
+            for name in sorted(names):
+                full = os.path.join(folder, name)
+                if name.endswith(keep) and not os.path.islink(full):
+                    tar.add(full, os.path.relpath(full, output_folder))
+    return path
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import voxceleb_prepare
 
-from speechbrain_trkd import data, verification
+from speechbrain_trkd import data, embeddings
 
 
 def trial_lists(data_folder, names, extra_trials):
@@ -127,6 +127,6 @@ def recipe_modules():
     Example
     -------
     >>> [m.__name__.split(".")[-1] for m in recipe_modules()]
-    ['data', 'verification', 'voxceleb_prepare']
+    ['data', 'embeddings', 'voxceleb_prepare']
     """
-    return [data, verification, voxceleb_prepare]
+    return [data, embeddings, voxceleb_prepare]
