@@ -290,15 +290,7 @@ def run_teacher_cache(config, teacher):
             hparams["teacher"],
         ),
         run_opts.get("device") or infer_device(),
-        views=hparams["teacher_cache_views"],
-        seed=hparams["teacher_cache_seed"],
-        precision=hparams["teacher_cache_precision"],
-        batch_size=hparams["teacher_cache_batch_size"],
-        crop_seconds=hparams["sentence_len"],
-        sample_rate=hparams["sample_rate"],
-        prepare_options_file=os.path.join(
-            hparams["prep_folder"], "prepare_options.json"
-        ),
+        **hparams["teacher_cache_options"],
         augment=hparams["cache_view_augment"],
     )
     del hparams

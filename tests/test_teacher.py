@@ -263,10 +263,11 @@ def load_recipe_hparams(name, tmp_path):
         "noise_csv": None,
         "rir_csv": None,
     }
-    with open(hparams_file, encoding="utf-8") as fin:
-        text = fin.read()
+    text = hparams_file.read_text(encoding="utf-8")
     names = [key for key in overrides if f"\n{key}:" in "\n" + text]
-    return load_hyperpyyaml(text, {k: overrides[k] for k in names})
+    # From the file, so that its !include paths resolve beside it.
+    with open(hparams_file, encoding="utf-8") as fin:
+        return load_hyperpyyaml(fin, {k: overrides[k] for k in names})
 
 
 @pytest.mark.parametrize(

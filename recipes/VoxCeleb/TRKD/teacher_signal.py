@@ -236,19 +236,7 @@ def main(argv):
         if options.signal_weight is None
         else options.signal_weight
     )
-    run_on_main(
-        prepare_voxceleb,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["prep_folder"],
-            "verification_lists": hparams["verification_lists"],
-            "split_ratio": hparams["split_ratio"],
-            "seg_dur": hparams["seg_dur"],
-            "skip_prep": hparams["skip_prep"],
-            "train_folders": hparams["train_folders"],
-            "sample_rate": hparams["sample_rate"],
-        },
-    )
+    run_on_main(prepare_voxceleb, kwargs=hparams["prepare_options"])
     cache = None
     cache_augment = hparams["cache_view_augment"]
     if hparams["teacher_cache"]:
@@ -263,15 +251,7 @@ def main(argv):
                 device,
             ),
             run_opts.get("device") or infer_device(),
-            views=hparams["teacher_cache_views"],
-            seed=hparams["teacher_cache_seed"],
-            precision=hparams["teacher_cache_precision"],
-            batch_size=hparams["teacher_cache_batch_size"],
-            crop_seconds=hparams["sentence_len"],
-            sample_rate=hparams["sample_rate"],
-            prepare_options_file=os.path.join(
-                hparams["prep_folder"], "prepare_options.json"
-            ),
+            **hparams["teacher_cache_options"],
             augment=cache_augment,
         )
     train_data, _, label_encoder = dataio_prep(

@@ -65,19 +65,7 @@ if __name__ == "__main__":
             hyperparams_to_save=hparams_file,
             overrides=overrides,
         )
-        run_on_main(
-            prepare_voxceleb,
-            kwargs={
-                "data_folder": hparams["data_folder"],
-                "save_folder": hparams["prep_folder"],
-                "verification_lists": hparams["verification_lists"],
-                "split_ratio": hparams["split_ratio"],
-                "seg_dur": hparams["seg_dur"],
-                "skip_prep": hparams["skip_prep"],
-                "train_folders": hparams["train_folders"],
-                "sample_rate": hparams["sample_rate"],
-            },
-        )
+        run_on_main(prepare_voxceleb, kwargs=hparams["prepare_options"])
         wav_augment = build_wav_augment(
             hparams["wav_augment"],
             noise_csv=hparams["noise_csv"],
@@ -112,15 +100,7 @@ if __name__ == "__main__":
                     device,
                 ),
                 run_opts.get("device") or infer_device(),
-                views=hparams["teacher_cache_views"],
-                seed=hparams["teacher_cache_seed"],
-                precision=hparams["teacher_cache_precision"],
-                batch_size=hparams["teacher_cache_batch_size"],
-                crop_seconds=hparams["sentence_len"],
-                sample_rate=hparams["sample_rate"],
-                prepare_options_file=os.path.join(
-                    hparams["prep_folder"], "prepare_options.json"
-                ),
+                **hparams["teacher_cache_options"],
             )
         train_data, valid_data, _ = dataio_prep(
             hparams["train_annotation"],
@@ -164,18 +144,7 @@ if __name__ == "__main__":
             brain.metrics = score_encoder(
                 student_encoder(brain),
                 brain.device,
-                data_folder=hparams["data_folder"],
-                verification_lists=hparams["verification_lists"],
-                prep_folder=hparams["prep_folder"],
-                output_folder=hparams["output_folder"],
-                backends=hparams["verification_backends"],
-                cohort_csv=hparams["train_annotation"],
-                cohort_per_speaker=hparams["cohort_utterances_per_speaker"],
-                asnorm_top_n=hparams["asnorm_top_n"],
-                batch_size=hparams["verification_batch_size"],
-                sample_rate=hparams["sample_rate"],
-                trial_audio_csvs=hparams["trial_audio_csvs"],
-                write_plots=hparams["write_plots"],
+                **hparams["scoring_options"],
             )
     if if_main_process():
         export_model(
