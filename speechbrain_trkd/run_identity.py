@@ -29,6 +29,8 @@ NOT_TRAINING_KEYS = (
     "verification_batch_size",
     "asnorm_top_n",
     "cohort_utterances_per_speaker",
+    "trial_audio_csvs",
+    "write_plots",
     # The scoring's keyword arguments (they hold the keys above).
     "scoring_options",
 )
