@@ -213,6 +213,7 @@ def verification_metrics(scores, labels, p_targets=(0.01, 0.05)):
 
     Example
     -------
+    >>> import torch
     >>> metrics = verification_metrics(
     ...     torch.tensor([0.9, 0.2, 0.4, 0.1]), torch.tensor([1, 1, 0, 0])
     ... )

@@ -17,7 +17,7 @@ from test_speaker_verification import (
     write_all_pairs,
 )
 
-from speechbrain_trkd import plots, pretrained
+from speechbrain_trkd import plots, pretrained, training_plots
 from speechbrain_trkd.metrics import compute_eer, compute_min_dcf
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 from speechbrain_trkd.training_run import run_script
@@ -181,7 +181,7 @@ def test_tiny_distillation_run_writes_its_pictures(tmp_path, monkeypatch):
         assert_png(out / name)
     # The tau logged at each epoch's end is the schedule's at its last step.
     schedule = hparams.tau_schedule
-    epochs = plots.read_train_log(out / "train_log.txt")
+    epochs = training_plots.read_train_log(out / "train_log.txt")
     assert [e["epoch"] for e in epochs] == [1, 2]
     for epoch in epochs:
         step = epoch["epoch"] * schedule.steps_per_epoch - 1
@@ -210,7 +210,7 @@ def test_without_matplotlib_pictures_are_skipped_with_one_line(
         metrics = score(scored_model, tmp_path)
         log = tmp_path / "train_log.txt"
         log.write_text("epoch: 1 - train loss: 1.0\n")
-        assert plots.write_training_plots(log, tmp_path) == []
+        assert training_plots.write_training_plots(log, tmp_path) == []
     finally:
         logging.getLogger(plots.__name__).removeHandler(records)
     assert (tmp_path / "metrics.json").is_file() and metrics["tiny"]

@@ -17,7 +17,7 @@ import soundfile
 import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from speechbrain_trkd import pretrained, verification
+from speechbrain_trkd import embeddings, pretrained, verification
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 from speechbrain_trkd.teacher_cache import file_sha256
 from speechbrain_trkd.trials import read_trials
@@ -153,7 +153,7 @@ def test_compute_embeddings_order_and_batching(corpus):
         seen.append((wavs.shape, wav_lens.clone()))
         return spectral_encoder(wavs, wav_lens)
 
-    got = verification.compute_embeddings(
+    got = embeddings.compute_embeddings(
         spy, paths, batch_size=6, device="cpu"
     )
     assert got.shape == (20, 32)
@@ -167,7 +167,7 @@ def test_compute_embeddings_order_and_batching(corpus):
         assert lens.max() == 1.0 and (lens > 0).all()
 
     for batch_size, cap in ((1, None), (3, None), (64, None), (64, 1.5)):
-        other = verification.compute_embeddings(
+        other = embeddings.compute_embeddings(
             spectral_encoder,
             paths,
             batch_size=batch_size,
@@ -186,7 +186,7 @@ def test_compute_embeddings_max_batch_seconds_caps_padding(corpus):
         sizes.append(wavs.numel())
         return spectral_encoder(wavs, wav_lens)
 
-    verification.compute_embeddings(spy, paths, 8, "cpu", max_batch_seconds=1.0)
+    embeddings.compute_embeddings(spy, paths, 8, "cpu", max_batch_seconds=1.0)
     longest = max(soundfile.info(p).frames for p in paths)
     # A batch exceeds the cap only when it is a single long utterance.
     assert all(size <= max(SAMPLE_RATE, longest) for size in sizes)
@@ -206,7 +206,7 @@ def test_compute_embeddings_keeps_equal_lengths_in_input_order(tmp_path):
         seen.append([round(v / 0.125) - 1 for v in wavs[:, 0].tolist()])
         return wavs[:, :1]
 
-    got = verification.compute_embeddings(first_sample, paths, 2, "cpu")
+    got = embeddings.compute_embeddings(first_sample, paths, 2, "cpu")
     assert seen == [[1, 4], [0, 2], [3]]
     assert got.squeeze(1).tolist() == [0.125 * (i + 1) for i in range(5)]
 
@@ -219,7 +219,7 @@ def test_compute_embeddings_accepts_2d_encoder_output(corpus):
         return spectral_encoder(wavs, wav_lens).squeeze(1)
 
     torch.testing.assert_close(
-        verification.compute_embeddings(flat, paths, 3, "cpu"),
+        embeddings.compute_embeddings(flat, paths, 3, "cpu"),
         one_by_one(paths),
         atol=1e-5,
         rtol=1e-5,
@@ -230,23 +230,23 @@ def test_compute_embeddings_errors(corpus, tmp_path):
     root, speakers = corpus
     good = str(root / "wav" / speakers["tr00"][0])
     with pytest.raises(FileNotFoundError, match="nope.wav"):
-        verification.compute_embeddings(
+        embeddings.compute_embeddings(
             spectral_encoder, [good, "/x/nope.wav"], 2, "cpu"
         )
     wrong_rate = tmp_path / "8k.wav"
     soundfile.write(wrong_rate, numpy.zeros(4000, numpy.float32), 8000)
     with pytest.raises(ValueError, match="8k.wav: sample rate 8000 Hz"):
-        verification.compute_embeddings(
+        embeddings.compute_embeddings(
             spectral_encoder, [str(wrong_rate)], 2, "cpu"
         )
     with pytest.raises(ValueError, match="no audio files"):
-        verification.compute_embeddings(spectral_encoder, [], 2, "cpu")
+        embeddings.compute_embeddings(spectral_encoder, [], 2, "cpu")
     nan_file = tmp_path / "nan.wav"
     samples = numpy.zeros(16000, numpy.float32)
     samples[100] = numpy.nan
     soundfile.write(nan_file, samples, 16000, subtype="FLOAT")
     with pytest.raises(ValueError, match="nan.wav: non-finite samples"):
-        verification.compute_embeddings(
+        embeddings.compute_embeddings(
             spectral_encoder, [str(nan_file)], 2, "cpu"
         )
 
@@ -254,7 +254,7 @@ def test_compute_embeddings_errors(corpus, tmp_path):
         return wavs[:, :3, None]
 
     with pytest.raises(ValueError, match=r"expected \[B, D\] or \[B, 1, D\]"):
-        verification.compute_embeddings(bad, [good], 2, "cpu")
+        embeddings.compute_embeddings(bad, [good], 2, "cpu")
 
 
 def test_read_cohort_list(tmp_path):
@@ -664,6 +664,6 @@ def test_every_reader_averages_the_channels(tmp_path):
         path, torch.stack([left, right], 1).numpy(), 16000, subtype="FLOAT"
     )
     crop = read_crop(str(path), 100, 900, 16000)
-    whole = verification._read_mono(str(path), 16000)
+    whole = embeddings._read_mono(str(path), 16000)
     assert torch.allclose(crop, ((left + right) / 2)[100:900])
     assert torch.equal(crop, whole[100:900])
