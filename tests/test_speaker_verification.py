@@ -153,9 +153,7 @@ def test_compute_embeddings_order_and_batching(corpus):
         seen.append((wavs.shape, wav_lens.clone()))
         return spectral_encoder(wavs, wav_lens)
 
-    got = embeddings.compute_embeddings(
-        spy, paths, batch_size=6, device="cpu"
-    )
+    got = embeddings.compute_embeddings(spy, paths, batch_size=6, device="cpu")
     assert got.shape == (20, 32)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
