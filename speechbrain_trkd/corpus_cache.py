@@ -20,6 +20,7 @@ from speechbrain_trkd.teacher_cache import (
     TeacherCache,
     build_teacher_cache,
     file_sha256,
+    source_identity,
 )
 
 
@@ -173,6 +174,7 @@ def cache_teacher_outputs(
         "crop_seconds": float(crop_seconds),
         "sample_rate": int(sample_rate),
         "precision": precision,
+        "source_files": source_identity(s["wav"] for s in segments),
     }
 
     def embed_on_device(wavs, lens):

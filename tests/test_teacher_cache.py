@@ -94,6 +94,7 @@ def options(**changes):
         "crop_seconds": CROP,
         "sample_rate": RATE,
         "precision": "fp32",
+        "source_files": {"a.wav": [32000, 1]},
     }
     base.update(changes)
     return base
@@ -395,13 +396,20 @@ def test_manifest_mismatch_names_the_field(tmp_path, field):
         "sample_rate": 8000,
         "precision": "bf16",
         "augmentation": view_augmentation().settings(),
+        "source_files": {"a.wav": [32000, 2]},
     }[field]
-    with pytest.raises(ValueError, match=rf"built with {field}[.=]"):
+    # The audio files are named by path, the other fields by name.
+    named = (
+        "1 of its 1 files differ.*a.wav"
+        if field == "source_files"
+        else (rf"built with {field}[.=]")
+    )
+    with pytest.raises(ValueError, match=named):
         TeacherCache(str(tmp_path), expected=options(**{field: changed}))
     kwargs = {"options": options(**{field: changed})}
     if field == "augmentation":
         kwargs = {"augment": view_augmentation()}
-    with pytest.raises(ValueError, match=rf"built with {field}[.=]"):
+    with pytest.raises(ValueError, match=named):
         build(tmp_path, teacher, segments, audio, **kwargs)
 
 
@@ -571,3 +579,56 @@ def test_a_second_build_of_one_cache_at_once_is_refused(tmp_path):
     assert not (tmp_path / MANIFEST_FILE).exists()
     cache = build(tmp_path, teacher, segments, audio)  # the lock is free
     assert cache.views == 3 and not (tmp_path / "run.lock").exists()
+
+
+def test_a_cache_of_changed_audio_is_refused(tmp_path):
+    """Audio overwritten after the build with other audio of the same size
+    makes the cache refuse the run, naming the first changed file and how
+    many changed (the segment ids alone would still match)."""
+    import soundfile
+
+    from speechbrain_trkd.corpus_cache import cache_teacher_outputs
+    from speechbrain_trkd.synthetic import make_synthetic_corpus
+
+    corpus = make_synthetic_corpus(
+        tmp_path / "corpus",
+        n_train_speakers=2,
+        n_dev_speakers=2,
+        sessions_per_speaker=2,
+        utterances_per_session=2,
+        duration=(1.0, 1.5),
+    )
+    segments = corpus.training_csv(str(tmp_path / "segments.csv"))
+    weights = tmp_path / "teacher.ckpt"
+    torch.save({}, weights)
+
+    def embedder(device):
+        return (lambda wavs, lens: wavs[:, None, :8]), [str(weights)], 8
+
+    def open_cache():
+        cache_teacher_outputs(
+            str(tmp_path / "cache"),
+            [segments],
+            embedder,
+            "cpu",
+            views=2,
+            seed=1,
+            precision="fp32",
+            batch_size=4,
+            crop_seconds=0.5,
+            sample_rate=RATE,
+        )
+
+    open_cache()
+    open_cache()  # unchanged audio: the cache is used as it is
+    with open(segments, encoding="utf-8") as fin:
+        wavs = sorted({row.split(",")[2] for row in list(fin)[1:]})
+    for path in wavs[1:3]:
+        size = os.path.getsize(path)
+        samples, rate = soundfile.read(path, dtype="float32")
+        soundfile.write(path, samples[::-1].copy(), rate, subtype="PCM_16")
+        assert os.path.getsize(path) == size
+        os.utime(path, ns=(os.stat(path).st_atime_ns, 10**18))
+    with pytest.raises(ValueError, match=f"2 of its {len(wavs)} files") as err:
+        open_cache()
+    assert wavs[1] in str(err.value)
