@@ -112,7 +112,10 @@ def score_encoder(
     sample_rate : int
         The rate the encoder expects.
     trial_audio_csvs : list of str
-        CSVs (``ID``, ``wav``) of trial utterances named by ID.
+        CSVs (``ID``, ``wav``) of trial utterances named by ID; they take
+        precedence over the preparation's ``enrol.csv`` and ``test.csv``
+        in ``prep_folder``, through which every trial resolves as the
+        preparation found it (e.g. a ``.wav`` name stored as ``.flac``).
     teacher_folder : str, optional
         A collected teacher whose training speakers the lists should not
         hold (warned about).
@@ -165,7 +168,9 @@ def score_encoder(
         batch_size=batch_size,
         device=device,
         sample_rate=sample_rate,
-        utterance_paths=read_utterance_paths(trial_audio_csvs),
+        utterance_paths=read_utterance_paths(
+            [*prepared_trial_csvs(prep_folder), *trial_audio_csvs]
+        ),
     )
     write_metrics(metrics, output_folder)
     if write_plots:
@@ -178,3 +183,31 @@ def score_encoder(
         "Verification results:\n%s", format_results_table(metrics, overlap)
     )
     return metrics
+
+
+def prepared_trial_csvs(prep_folder):
+    """The preparation's CSVs of the trial utterances (``enrol.csv``,
+    ``test.csv``: the trial-list path as ``ID``, the file found for it as
+    ``wav``) in ``prep_folder``, those that exist.
+
+    Arguments
+    ---------
+    prep_folder : str
+        The preparation's folder.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(folder, "test.csv"), "w").write("ID,wav")
+    >>> [os.path.basename(p) for p in prepared_trial_csvs(folder)]
+    ['test.csv']
+    """
+    paths = [
+        os.path.join(prep_folder, name) for name in ("enrol.csv", "test.csv")
+    ]
+    return [path for path in paths if os.path.isfile(path)]

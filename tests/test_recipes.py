@@ -67,3 +67,56 @@ def test_unusable_numbers_fail_at_hparams_load(tmp_path, flag, message):
             ],
         )
     assert not (tmp_path / "prep").exists()
+
+
+def test_trial_lists_naming_wav_score_a_flac_corpus(tmp_path):
+    """A corpus stored as .flac with trial lists that name .wav trains and
+    scores: scoring resolves each trial as the preparation found it (it
+    used to fail after training, naming the missing .wav)."""
+    import contextlib
+    import io
+
+    import soundfile
+
+    from speechbrain_trkd.synthetic import make_synthetic_corpus
+
+    corpus = make_synthetic_corpus(
+        tmp_path / "corpus",
+        n_train_speakers=3,
+        n_dev_speakers=2,
+        sessions_per_speaker=2,
+        utterances_per_session=3,
+        duration=(1.0, 2.0),
+    )
+    for wav in (tmp_path / "corpus" / "wav").rglob("*.wav"):
+        samples, rate = soundfile.read(wav)
+        soundfile.write(wav.with_suffix(".flac"), samples, rate)
+        wav.unlink()
+    with contextlib.redirect_stdout(io.StringIO()):
+        script = run_script(
+            TRAIN_TRKD,
+            [
+                str(REPO / "recipes/VoxCeleb/TRKD/hparams/ecapa_to_small.yaml"),
+                f"--data_folder={corpus.folder}",
+                f"--output_folder={tmp_path}/run",
+                f"--prep_folder={tmp_path}/prep",
+                f"--verification_lists=[{corpus.trial_file}]",
+                "--split_ratio=[50, 50]",
+                "--seg_dur=1.0",
+                "--sentence_len=1.0",
+                "--out_n_neurons=3",
+                "--kd_method=none",
+                "--student_channels=8",
+                "--batch_size=4",
+                "--num_workers=0",
+                "--number_of_epochs=1",
+                "--verification_backends=[cosine]",
+                "--noprogressbar",
+            ],
+        )
+    assert ".wav" in open(corpus.trial_file).read()
+    assert sorted(script["brain"].metrics["O"]["cosine"]) == [
+        "eer",
+        "min_dcf_0.01",
+        "min_dcf_0.05",
+    ]
