@@ -22,7 +22,10 @@ Authors
 import os
 
 import torch
-from huggingface_hub.errors import RevisionNotFoundError
+from huggingface_hub.errors import (
+    LocalEntryNotFoundError,
+    RevisionNotFoundError,
+)
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.processing.features import InputNormalization
@@ -98,7 +101,7 @@ def _check_pin(path, expected):
         )
 
 
-def collect_pinned(pretrainer, revision):
+def collect_pinned(pretrainer, revision, flag="teacher_source"):
     """Collects a ``Pretrainer``'s files, from the Hub at a fixed revision.
 
     A Hub source is read at ``revision`` (a commit), so a later push to the
@@ -111,6 +114,8 @@ def collect_pinned(pretrainer, revision):
         Its ``paths`` name the files, ``<Hub id or folder>/<file>``.
     revision : str or None
         The Hub commit (or tag); None takes the newest.
+    flag : str
+        The hparam that names the source, for the messages.
 
     Example
     -------
@@ -125,19 +130,59 @@ def collect_pinned(pretrainer, revision):
     >>> collect_pinned(pretrainer, revision="0123abc")
     >>> os.listdir(collect_in)
     ['layer.ckpt']
+    >>> pretrainer.paths["layer"] = "./no/such/folder/layer.ckpt"
+    >>> collect_pinned(pretrainer, revision=None)
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: teacher_source=./no/such/folder: no such folder. ...
     """
+    sources = sorted(
+        {os.path.dirname(str(p)) for p in pretrainer.paths.values()}
+    )
+    for source in sources:
+        if _is_local(source) and not os.path.isdir(source):
+            raise FileNotFoundError(
+                f"{flag}={source}: no such folder. Give the folder that "
+                "holds the model's embedding_model.ckpt, classifier.ckpt and "
+                f"label_encoder.txt (--{flag}=<folder>), or a Hub id such "
+                "as speechbrain/spkrec-ecapa-voxceleb"
+            )
     try:
         run_on_main(
             pretrainer.collect_files,
             kwargs={"fetch_config": FetchConfig(revision=revision)},
         )
     except RevisionNotFoundError as error:
-        sources = sorted({str(path) for path in pretrainer.paths.values()})
         raise ValueError(
             f"The Hub has no revision {revision} for {sources[0]}: give the "
             "model's own commit with --teacher_revision=<commit> (or "
             "--teacher_revision=null for its newest files)"
         ) from error
+    except (LocalEntryNotFoundError, OSError) as error:
+        if all(_is_local(source) for source in sources):
+            raise
+        raise OSError(
+            f"Could not fetch {', '.join(sources)} ({type(error).__name__}: "
+            f"{error}). Offline, give a local copy of the model with "
+            f"--{flag}=<folder> (its embedding_model.ckpt, classifier.ckpt "
+            "and label_encoder.txt)"
+        ) from error
+
+
+def _is_local(source):
+    """True when a model source can only be a folder: an absolute path,
+    one starting with ``.``, or more than the two parts of a Hub id.
+
+    Example
+    -------
+    >>> [_is_local(s) for s in ("speechbrain/x", "../models/x", "/m", "a/b/c")]
+    [False, True, True, True]
+    """
+    return (
+        os.path.isabs(source)
+        or source.startswith(".")
+        or len(source.split("/")) > 2
+    )
 
 
 def load_collected(pretrainer, sha256=None):

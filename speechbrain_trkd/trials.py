@@ -338,7 +338,10 @@ def fetch_verification_list(source, save_folder):
     """
     if not is_url(source):
         if not os.path.isfile(source):
-            raise FileNotFoundError(f"Verification list {source} not found")
+            raise FileNotFoundError(
+                f"Verification list {source} not found: give the corpus's "
+                "own lists with --verification_lists=[<path>, ...]"
+            )
         return source
     url = urllib.parse.urlparse(source)
     name = os.path.basename(url.path)
@@ -359,7 +362,9 @@ def fetch_verification_list(source, save_folder):
         if os.path.exists(partial):
             os.remove(partial)
         raise FileNotFoundError(
-            f"Could not download verification list {source}: {error}"
+            f"Could not download verification list {source}: {error}. "
+            "Offline or for another corpus, give local lists with "
+            "--verification_lists=[<path>, ...]"
         ) from error
     os.replace(partial, destination)
     logger.info(f"Downloaded {source} to {destination}")

@@ -300,7 +300,9 @@ def test_http_verification_list(tmp_path, monkeypatch):
         raise ConnectionResetError("connection reset")
 
     monkeypatch.setattr(trial_files, "download_file", interrupted)
-    with pytest.raises(FileNotFoundError, match="connection reset"):
+    with pytest.raises(
+        FileNotFoundError, match=r"connection reset.*--verification_lists="
+    ):
         prep.fetch_verification_list(f"{base}/E.txt", str(save))
     assert sorted(p.name for p in save.iterdir()) == ["O.txt"]
 
@@ -351,7 +353,10 @@ def test_empty_folder(tmp_path, corpus):
 
 def test_missing_trial_list(corpus, tmp_path):
     missing = str(tmp_path / "veri_test2.txt")
-    with pytest.raises(FileNotFoundError, match="veri_test2.txt not found"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"veri_test2.txt not found: .*--verification_lists=\[",
+    ):
         prep.prepare_voxceleb(corpus.folder, str(tmp_path / "p"), missing)
 
 

@@ -322,3 +322,32 @@ def test_a_revision_the_hub_lacks_is_named(tmp_path, monkeypatch):
     )
     with pytest.raises(ValueError, match="no revision 0123abc for owner/model"):
         collect_pinned(pretrainer, "0123abc")
+
+
+def test_a_missing_local_teacher_folder_is_named(tmp_path):
+    """A teacher_source that can only be a folder, and is not there, is
+    named as a missing folder (it used to reach the Hub as a repo id)."""
+    hparams = load_recipe_hparams("ecapa_to_small", tmp_path)
+    pretrainer = hparams["pretrainer"]
+    missing = tmp_path / "no_teacher"
+    for name in pretrainer.paths:
+        pretrainer.paths[name] = str(missing / f"{name}.ckpt")
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"teacher_source={missing}: no such folder.*--teacher_source=",
+    ):
+        collect_pinned(pretrainer, hparams["teacher_revision"])
+
+
+def test_an_unreachable_hub_names_the_local_teacher_flag(tmp_path, monkeypatch):
+    """Offline, the Hub teacher's failure says how to give a local one."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(repo_id, filename, revision=None, **kwargs):
+        raise LocalEntryNotFoundError("no connection")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    hparams = load_recipe_hparams("ecapa_to_small", tmp_path)
+    with pytest.raises(OSError, match=r"Offline, .*--teacher_source=<folder>"):
+        collect_pinned(hparams["pretrainer"], hparams["teacher_revision"])
