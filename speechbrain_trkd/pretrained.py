@@ -225,7 +225,51 @@ def load_collected(pretrainer, sha256=None):
             except ValueError as error:
                 raise ValueError(f"{path} is damaged ({error})") from error
         else:
-            loadable.load_state_dict(_load_checkpoint(path))
+            state = _load_checkpoint(path)
+            _check_sizes(path, loadable, state)
+            loadable.load_state_dict(state)
+
+
+def _check_sizes(path, module, state):
+    """Raises when a checkpoint's tensors do not fit the module the hparams
+    built, naming the file, the first tensor and the sizes the file holds
+    (a raw ``size mismatch`` names neither the file nor the setting).
+
+    Example
+    -------
+    >>> small = torch.nn.Linear(2, 3).state_dict()
+    >>> _check_sizes("c.ckpt", torch.nn.Linear(2, 5), small)
+    Traceback (most recent call last):
+    ...
+    ValueError: c.ckpt does not fit the model the hparams build: weight ...
+    """
+    built = module.state_dict()
+    for key, tensor in state.items():
+        if key in built and tuple(built[key].shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"{path} does not fit the model the hparams build: {key} is "
+                f"{tuple(tensor.shape)} in the file, {tuple(built[key].shape)} "
+                f"in the model. The file holds {_sizes_held(state)}: give "
+                "the sizes it holds (for a teacher --teacher_channels, "
+                "--teacher_n_classes; for a scored or exported model its "
+                "channels and classes)"
+            )
+
+
+def _sizes_held(state):
+    """The architecture sizes a state dict shows, in words.
+
+    Example
+    -------
+    >>> _sizes_held({"weight": torch.zeros(5, 192)})
+    '5 classes of 192-dimensional embeddings'
+    """
+    if "blocks.0.conv.conv.weight" in state:  # ECAPA-TDNN
+        return f"{state['blocks.0.conv.conv.weight'].shape[0]} channels"
+    if set(state) == {"weight"} and state["weight"].ndim == 2:  # a head
+        classes, dim = state["weight"].shape
+        return f"{classes} classes of {dim}-dimensional embeddings"
+    return "other sizes"
 
 
 def load_pretrained_encoder(

@@ -351,3 +351,48 @@ def test_an_unreachable_hub_names_the_local_teacher_flag(tmp_path, monkeypatch):
     hparams = load_recipe_hparams("ecapa_to_small", tmp_path)
     with pytest.raises(OSError, match=r"Offline, .*--teacher_source=<folder>"):
         collect_pinned(hparams["pretrainer"], hparams["teacher_revision"])
+
+
+@pytest.mark.parametrize(
+    "flag, held",
+    [("teacher_channels", "32 channels"), ("emb_dim", "6 classes of 192")],
+)
+def test_teacher_sizes_that_differ_from_its_weights_are_named(
+    recipe_runner, tmp_path, flag, held
+):
+    """A teacher built at other sizes than its weights (the recipe tests'
+    teacher, C=32, given --teacher_channels=16, or a head of another
+    embedding size) stops naming the file, the sizes the weights hold and
+    the flags, instead of a raw size mismatch."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    from speechbrain_trkd.pretrained import load_teacher
+
+    export = recipe_runner.teacher_export("finetune_teacher")
+    speakers = CategoricalEncoder()
+    speakers.load(str(pathlib.Path(export) / "label_encoder.txt"))
+    overrides = {
+        "data_folder": str(tmp_path),
+        "output_folder": str(tmp_path / "run"),
+        "teacher_source": export,
+        "teacher_n_classes": len(speakers),
+        "teacher_channels": 16 if flag == "teacher_channels" else 32,
+    }
+    with open(RECIPE_DIR / "hparams" / "ecapa_to_small.yaml") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    teacher = hparams["teacher"]
+    if flag == "emb_dim":
+        teacher.classifier.weight.data = torch.zeros(len(speakers), 96)
+    with pytest.raises(
+        ValueError, match=rf"does not fit .*holds {held}.*--teacher_channels"
+    ):
+        load_teacher(
+            hparams["pretrainer"],
+            teacher,
+            speakers,
+            revision=None,
+            sha256=None,
+            source=export,
+            n_classes=len(speakers),
+        )
