@@ -60,10 +60,9 @@ from speechbrain_trkd.onnx_export import (
     quantize_int8,
     speaker_features,
 )
+from speechbrain_trkd.pretrained import RECIPE_HPARAMS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPE_DIR = os.path.join(REPO, "recipes", "VoxCeleb", "TRKD")
-HPARAMS_DIR = os.path.join(RECIPE_DIR, "hparams")
 SAMPLE_RATE = 16000
 BACKENDS = ("pytorch", "onnx_fp32", "onnx_int8")
 # name: (training hparams file, overrides); "teacher" is special-cased.
@@ -111,7 +110,7 @@ def resolved_hparams(hparams_file, overrides=None):
     >>> values["teacher_channels"], values["inference_overrides"]["channels"]
     (1024, 512)
     """
-    path = os.path.join(HPARAMS_DIR, hparams_file)
+    path = os.path.join(RECIPE_HPARAMS, hparams_file)
     with open(path, encoding="utf-8") as fin:
         # data_folder is a placeholder that no model size depends on.
         text = resolve_references(fin, dict(overrides or {}, data_folder="-"))
@@ -146,7 +145,7 @@ def student_encoder(hparams_file, overrides=None):
     ('ECAPA_TDNN', 80)
     """
     values = resolved_hparams(hparams_file, overrides)
-    template = os.path.join(HPARAMS_DIR, values["inference_hparams"])
+    template = os.path.join(RECIPE_HPARAMS, values["inference_hparams"])
     with open(template, encoding="utf-8") as fin:
         inference = load_hyperpyyaml(
             fin, dict(values["inference_overrides"], pretrained_path="-")
@@ -173,7 +172,6 @@ def teacher_encoder(teacher_folder=None):
         return student_encoder(
             "ecapa_to_small.yaml", {"student_channels": channels}
         )
-    sys.path.insert(0, RECIPE_DIR)
     from speechbrain_trkd import pretrained
 
     encoder = pretrained.load_pretrained_encoder(teacher_folder, device="cpu")

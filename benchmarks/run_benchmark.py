@@ -53,12 +53,11 @@ import tarfile
 import time
 from pathlib import Path
 
-# The benchmark's modules and the recipe's folder (its data preparation),
-# importable when this file runs as a script.
-_BENCH_DIR = Path(__file__).resolve().parent
-for _path in (_BENCH_DIR, _BENCH_DIR.parent / "recipes" / "VoxCeleb" / "TRKD"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+# The recipe's data preparation is a module of the recipe's folder, as in
+# SpeechBrain (the benchmark's own modules sit beside this script).
+_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "VoxCeleb" / "TRKD"
+if str(_RECIPE) not in sys.path:
+    sys.path.insert(0, str(_RECIPE))
 
 import torch  # noqa: E402
 import voxceleb_prepare  # noqa: E402

@@ -9,6 +9,7 @@ Authors
 import contextlib
 import json
 import math
+import os
 import runpy
 import sys
 
@@ -179,9 +180,12 @@ def run_script(script, argv):
     >>> run_script(script, ["a.yaml", "--lr=0.1"])["args"]
     ['a.yaml', '--lr=0.1']
     """
-    saved = sys.argv
+    # As ``python script`` does: the script's folder first on the path (for
+    # its data preparation module) and the script as argv[0].
+    saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:
         return runpy.run_path(str(script), run_name="__main__")
     finally:
-        sys.argv = saved
+        sys.argv, sys.path[:] = saved_argv, saved_path

@@ -30,9 +30,6 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_trkd.export import export_model, student_card
 
-RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
-HPARAMS_DIR = os.path.join(RECIPE_DIR, "hparams")
-
 
 def export_from_hparams(hparams, card_info=None):
     """Exports the best checkpoint of a training run described by hparams.
