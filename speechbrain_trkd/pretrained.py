@@ -272,6 +272,68 @@ def _sizes_held(state):
     return "other sizes"
 
 
+def sizes_in_weights(folder):
+    """The architecture sizes a model folder's weights hold, read with
+    ``weights_only=True`` (the folder's ``hyperparams.yaml`` is not read).
+
+    Arguments
+    ---------
+    folder : str
+        Holds ``embedding_model.ckpt`` and ``classifier.ckpt``.
+
+    Returns
+    -------
+    dict
+        ``n_classes``, ``emb_dim`` and ``n_mels``; for an ECAPA-TDNN its
+        ``channels``, for a ResNet its ``resnet_channels`` and
+        ``block_sizes``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    >>> folder = tempfile.mkdtemp()
+    >>> ecapa = ECAPA_TDNN(24, channels=[8, 8, 8, 8, 24], lin_neurons=16)
+    >>> torch.save(ecapa.state_dict(), f"{folder}/embedding_model.ckpt")
+    >>> head = Classifier(16, out_neurons=3)
+    >>> torch.save(head.state_dict(), f"{folder}/classifier.ckpt")
+    >>> sizes_in_weights(folder)
+    {'n_classes': 3, 'emb_dim': 16, 'n_mels': 24, 'channels': 8}
+    """
+    classifier = _load_checkpoint(os.path.join(folder, "classifier.ckpt"))
+    embedding = _load_checkpoint(os.path.join(folder, "embedding_model.ckpt"))
+    return _sizes_of(embedding, classifier)
+
+
+def _sizes_of(embedding, classifier):
+    """The sizes that an embedding model's and a head's state dicts show."""
+    n_classes, emb_dim = classifier["weight"].shape
+    sizes = {"n_classes": n_classes, "emb_dim": emb_dim}
+    if "blocks.0.conv.conv.weight" in embedding:  # ECAPA-TDNN: [C, mels, k]
+        channels, sizes["n_mels"] = embedding[
+            "blocks.0.conv.conv.weight"
+        ].shape[:2]
+        sizes["channels"] = channels
+    elif "conv1.weight" in embedding:  # ResNet: layer<i>.<block>.conv1
+        stages = sorted(
+            {key.split(".")[0] for key in embedding if key.startswith("layer")}
+        )
+        sizes["resnet_channels"] = [
+            embedding[f"{stage}.0.conv1.weight"].shape[0] for stage in stages
+        ]
+        sizes["block_sizes"] = [
+            len(
+                {
+                    key.split(".")[1]
+                    for key in embedding
+                    if key.startswith(f"{stage}.")
+                }
+            )
+            for stage in stages
+        ]
+    return sizes
+
+
 def load_pretrained_encoder(
     model_source,
     device=None,
@@ -326,15 +388,17 @@ def load_pretrained_encoder(
     classifier = _load_checkpoint(os.path.join(model_source, "classifier.ckpt"))
     embedding_path = os.path.join(model_source, "embedding_model.ckpt")
     embedding = _load_checkpoint(embedding_path)
-    n_classes, emb_dim = classifier["weight"].shape
+    held = _sizes_of(embedding, classifier)
     overrides = {
         "pretrained_path": model_source,
-        "emb_dim": emb_dim,
-        "out_n_neurons": n_classes,
+        "emb_dim": held["emb_dim"],
+        "out_n_neurons": held["n_classes"],
     }
     if architecture == "ecapa":
-        first = embedding["blocks.0.conv.conv.weight"]  # [C, n_mels, k]
-        overrides["channels"], overrides["n_mels"] = first.shape[:2]
+        overrides["channels"], overrides["n_mels"] = (
+            held["channels"],
+            held["n_mels"],
+        )
     overrides.update(sizes or {})
     inference_file = os.path.join(models_folder, f"{architecture}.yaml")
     with open(inference_file, encoding="utf-8") as fin:

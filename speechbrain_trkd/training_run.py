@@ -16,10 +16,15 @@ import sys
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
 from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.logger import get_logger
 
+from speechbrain_trkd.pretrained import sizes_in_weights
 from speechbrain_trkd.run_identity import check_same_run, resolved_settings
 from speechbrain_trkd.run_lock import RunLock
+
+logger = get_logger(__name__)
 
 
 @contextlib.contextmanager
@@ -69,6 +74,7 @@ def training_run(argv):
     sb.utils.distributed.ddp_init_group(run_opts)
     # Before the objects are built: a tau schedule of 0 epochs would fail
     # there with a message that names no key.
+    overrides = with_teacher_sizes(hparams_file, overrides)
     check_run_numbers(resolved_settings(hparams_file, overrides))
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
@@ -88,6 +94,84 @@ def training_run(argv):
         if if_main_process():
             check_same_run(hparams["output_folder"], hparams_file, overrides)
         yield hparams, run_opts, hparams_file, overrides
+
+
+# The hparams that size a teacher, and the size of its weights each must be.
+TEACHER_SIZE_KEYS = {
+    "teacher_channels": "channels",
+    "teacher_resnet_channels": "resnet_channels",
+    "teacher_block_sizes": "block_sizes",
+    "teacher_emb_dim": "emb_dim",
+    "teacher_n_classes": "n_classes",
+}
+
+
+def with_teacher_sizes(hparams_file, overrides):
+    r"""The overrides, with the sizes of a local teacher read from its
+    weights (``sizes_in_weights``), so that ``--teacher_source=<folder>``
+    needs no size flag; a size flag that disagrees with the weights is
+    refused, naming the flag and the value the weights hold. A Hub teacher
+    is sized by the hparams file (its defaults are the Hub model's).
+
+    Arguments
+    ---------
+    hparams_file : str
+        The hparams file.
+    overrides : str
+        The command line's overrides, as ``sb.parse_arguments`` gives them.
+
+    Returns
+    -------
+    str
+        ``overrides``, plus a line for each size the hparams would get wrong.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    >>> folder = tempfile.mkdtemp()
+    >>> ecapa = ECAPA_TDNN(24, channels=[8, 8, 8, 8, 24], lin_neurons=16)
+    >>> torch.save(ecapa.state_dict(), f"{folder}/embedding_model.ckpt")
+    >>> head = Classifier(16, out_neurons=3)
+    >>> torch.save(head.state_dict(), f"{folder}/classifier.ckpt")
+    >>> hparams = f"{folder}/h.yaml"
+    >>> with open(hparams, "w") as f:
+    ...     _ = f.write("teacher_source: hub/id\nteacher_channels: 1024\n")
+    >>> with_teacher_sizes(hparams, "lr: 0.1")
+    'lr: 0.1'
+    >>> with_teacher_sizes(hparams, f"teacher_source: {folder}")
+    'teacher_source: ...\nteacher_channels: 8'
+    >>> with_teacher_sizes(hparams, f"teacher_source: {folder}\n"
+    ...                             "teacher_channels: 16")
+    Traceback (most recent call last):
+    ...
+    ValueError: --teacher_channels=16, but the teacher's weights ... hold 8: ...
+    """
+    settings = resolved_settings(hparams_file, overrides)
+    source = settings.get("teacher_source")
+    if not isinstance(source, str) or not os.path.isfile(
+        os.path.join(source, "embedding_model.ckpt")
+    ):
+        return overrides
+    held = sizes_in_weights(source)
+    given = YAML(typ="rt").load(overrides or "") or {}
+    added = []
+    for key, size in TEACHER_SIZE_KEYS.items():
+        if key not in settings or size not in held:
+            continue
+        if settings[key] == held[size]:
+            continue
+        if key in given:
+            raise ValueError(
+                f"--{key}={settings[key]}, but the teacher's weights "
+                f"{os.path.join(source, 'embedding_model.ckpt')} hold "
+                f"{held[size]}: leave the flag out (a local teacher's sizes "
+                f"are read from its weights) or pass --{key}={held[size]}"
+            )
+        added.append(f"{key}: {json.dumps(held[size])}")
+    if added:
+        logger.info("The teacher's sizes, from its weights: %s", added)
+    return "\n".join([overrides, *added]) if overrides else "\n".join(added)
 
 
 def check_run_numbers(hparams):

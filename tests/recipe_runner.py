@@ -79,7 +79,6 @@ class RecipeRunner:
             "--data_folder": self.values["data_folder"],
             "--verification_lists": f"[{self.values['trials']}]",
             "--out_n_neurons": self.values["n_speakers"],
-            "--teacher_n_classes": self.values["n_speakers"],
         }
         resolved = []
         prepares_data = False

@@ -396,3 +396,52 @@ def test_teacher_sizes_that_differ_from_its_weights_are_named(
             source=export,
             n_classes=len(speakers),
         )
+
+
+def test_a_local_teacher_is_sized_from_its_weights(recipe_runner, tmp_path):
+    """--teacher_source=<folder> alone builds the teacher at the sizes its
+    weights hold (the recipe tests' teacher: C=32, 6 speakers), where the
+    hparams' Hub defaults (C=1024, 7205 classes) failed on a raw size
+    mismatch; the sizes are saved with the run's settings."""
+    from speechbrain_trkd.training_run import training_run
+
+    export = recipe_runner.teacher_export("finetune_teacher")
+    argv = [
+        str(RECIPE_DIR / "hparams" / "ecapa_to_small.yaml"),
+        f"--data_folder={tmp_path}",
+        f"--output_folder={tmp_path / 'run'}",
+        f"--teacher_source={export}",
+    ]
+    with training_run(argv) as (hparams, _, _, overrides):
+        teacher = hparams["teacher"]
+        assert hparams["teacher_channels"] == 32
+        assert (
+            hparams["teacher_n_classes"] == recipe_runner.values["n_speakers"]
+        )
+        assert "teacher_channels: 32" in overrides
+    assert teacher.classifier.weight.shape[0] == hparams["teacher_n_classes"]
+
+
+@pytest.mark.parametrize(
+    "flag, held",
+    [("--teacher_channels=16", 32), ("--teacher_n_classes=7", 6)],
+)
+def test_a_size_flag_that_disagrees_with_the_weights_is_named(
+    recipe_runner, tmp_path, flag, held
+):
+    """A given size flag that the weights contradict stops the run before
+    any folder is made, naming the flag and the value the weights hold."""
+    from speechbrain_trkd.training_run import training_run
+
+    export = recipe_runner.teacher_export("finetune_teacher")
+    argv = [
+        str(RECIPE_DIR / "hparams" / "ecapa_to_small.yaml"),
+        f"--data_folder={tmp_path}",
+        f"--output_folder={tmp_path / 'run'}",
+        f"--teacher_source={export}",
+        flag,
+    ]
+    with pytest.raises(ValueError, match=rf"^{flag}, but .* hold {held}: "):
+        with training_run(argv):
+            pass
+    assert not (tmp_path / "run").exists()

@@ -39,7 +39,6 @@ import time
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from ruamel.yaml import YAML
 from voxceleb_prepare import prepare_voxceleb
 
 from speechbrain_trkd.markdown import markdown_table
@@ -357,10 +356,8 @@ def main(argv):
         passed_opts,
     )
     runs = [result_row("teacher", common["seed"], teacher_folder, seconds)]
+    # The exported teacher, sized from its weights by the recipe.
     teacher_export = os.path.join(teacher_folder, "export")
-    # The exported teacher's architecture, read as data (nothing is run).
-    with open(os.path.join(teacher_export, "hyperparams.yaml")) as fin:
-        teacher_channels = YAML().load(fin)["channels"]
     for method in hparams["methods"]:
         for seed in hparams["student_seeds"]:
             run_folder = os.path.join(out, "students", method, str(seed))
@@ -373,8 +370,6 @@ def main(argv):
                     seed=seed,
                     kd_method=method,
                     teacher_source=teacher_export,
-                    teacher_n_classes=common["out_n_neurons"],
-                    teacher_channels=teacher_channels,
                     output_folder=run_folder,
                 ),
                 passed_opts,
