@@ -6,6 +6,7 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import hashlib
 import io
 import os
 import shutil
@@ -13,8 +14,11 @@ import shutil
 import ruamel.yaml
 import torch
 from hyperpyyaml.core import recursive_update
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_trkd.pretrained import RECIPE_HPARAMS
+
+logger = get_logger(__name__)
 
 
 def fill_template(template_text, values):
@@ -52,13 +56,46 @@ def fill_template(template_text, values):
     ...
     KeyError: "Override 'z' not found in: ['a']"
     """
-    yaml = ruamel.yaml.YAML()
-    yaml.indent(mapping=4, sequence=6, offset=4)  # the templates' layout
-    tree = yaml.load(template_text)
+    return _dump(_filled(template_text, values))
+
+
+def _filled(template_text, values):
+    """The template's round-trip tree with ``values`` merged in."""
+    tree = ruamel.yaml.YAML().load(template_text)
     recursive_update(tree, values, must_match=True)
+    return tree
+
+
+def _dump(tree):
+    """A round-trip tree as text, in the templates' layout."""
+    yaml = ruamel.yaml.YAML()
+    yaml.indent(mapping=4, sequence=6, offset=4)
     text = io.StringIO()
     yaml.dump(tree, text)
     return text.getvalue()
+
+
+def folder_hparams(template_text, values):
+    r"""The ``hyperparams.yaml`` of an exported folder: the template filled
+    in, its ``Pretrainer`` without ``paths`` and with no
+    ``pretrained_path``, so that ``EncoderClassifier.from_hparams`` reads
+    each file from the folder it loads (a copy, a Hub upload, a relative
+    path): ``<source>/<loadable>.ckpt``, its ``default_source``.
+
+    Example
+    -------
+    >>> template = ("pretrained_path: !PLACEHOLDER\nsize: 1\n"
+    ...     "pretrainer: !new:P\n    loadables: {m: 1}\n"
+    ...     "    paths:\n        m: !ref <pretrained_path>/m.ckpt\n")
+    >>> print(folder_hparams(template, {"size": 2}), end="")
+    size: 2
+    pretrainer: !new:P
+        loadables: {m: 1}
+    """
+    tree = _filled(template_text, values)
+    del tree["pretrained_path"]
+    del tree["pretrainer"]["paths"]
+    return _dump(tree)
 
 
 def model_card(info):
@@ -67,9 +104,9 @@ def model_card(info):
     Arguments
     ---------
     info : dict
-        ``title``, ``description`` and optionally ``parameters`` (count),
-        ``metrics`` (a mapping shown as a table) and ``training`` (a mapping
-        of training facts).
+        ``title``, ``description`` and optionally ``model`` (what the
+        weights are), ``training`` (how they were trained) and ``metrics``,
+        each a mapping shown as a table.
 
     Returns
     -------
@@ -96,9 +133,7 @@ def model_card(info):
         info["description"],
         "",
     ]
-    if "parameters" in info:
-        lines += [f"Embedding model: {info['parameters']:,} parameters.", ""]
-    for section in ("training", "metrics"):
+    for section in ("model", "training", "metrics"):
         if info.get(section):
             lines += [f"## {section.capitalize()}", "", "| | |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in info[section].items()]
@@ -114,9 +149,8 @@ def model_card(info):
         "embeddings = encoder.encode_batch(wavs)  # [batch, time], 16 kHz",
         "```",
         "",
-        "`hyperparams.yaml` sets `pretrained_path` to the folder it was "
-        "exported to; after uploading, load with "
-        "`overrides={'pretrained_path': '<hub id>'}` or edit that line.",
+        "The folder loads from wherever it is: a copy, a relative path or "
+        "a Hub upload (`hyperparams.yaml` names no folder).",
         "",
     ]
     return "\n".join(lines)
@@ -149,7 +183,9 @@ def export_model(
     export_folder : str
         Where to write; created if needed, files replaced atomically.
     card_info : dict
-        Passed to ``model_card``; ``parameters`` is filled in.
+        Passed to ``model_card``; its ``model`` facts are filled in
+        (``model_facts``). A card edited since the last export is kept
+        (``write_card``).
 
     Returns
     -------
@@ -176,7 +212,7 @@ def export_model(
     ... )
     >>> sorted(os.listdir(folder))
     ['README.md', 'classifier.ckpt', 'embedding_model.ckpt',
-     'hyperparams.yaml', 'label_encoder.txt']
+     'hyperparams.yaml', 'label_encoder.ckpt', 'label_encoder.txt']
     >>> from speechbrain.inference.speaker import EncoderClassifier
     >>> model = EncoderClassifier.from_hparams(
     ...     source=folder, savedir=os.path.join(tmp, "loaded"))
@@ -189,18 +225,15 @@ def export_model(
         inference_hparams = os.path.join(RECIPE_HPARAMS, inference_hparams)
     with open(inference_hparams, encoding="utf-8") as fin:
         template = fin.read()
-    values = dict(inference_values, pretrained_path=export_folder)
-    files = {
-        "hyperparams.yaml": fill_template(template, values),
-        "README.md": model_card(
-            dict(
-                card_info,
-                parameters=sum(p.numel() for p in embedding_model.parameters()),
-            )
-        ),
-    }
-    for name, text in files.items():
-        atomic_write(os.path.join(export_folder, name), text.encode())
+    atomic_write(
+        os.path.join(export_folder, "hyperparams.yaml"),
+        folder_hparams(template, inference_values).encode(),
+    )
+    card = dict(
+        card_info,
+        model=model_facts(embedding_model, classifier, inference_values),
+    )
+    write_card(export_folder, model_card(card))
     for name, module in (
         ("embedding_model.ckpt", embedding_model),
         ("classifier.ckpt", classifier),
@@ -208,10 +241,94 @@ def export_model(
         tmp = os.path.join(export_folder, name + ".tmp")
         torch.save(module.state_dict(), tmp)
         os.replace(tmp, os.path.join(export_folder, name))
-    tmp = os.path.join(export_folder, "label_encoder.txt.tmp")
-    shutil.copyfile(label_encoder_file, tmp)
-    os.replace(tmp, os.path.join(export_folder, "label_encoder.txt"))
+    # label_encoder.txt is the Hub speaker models' name (what a teacher
+    # folder is read by); label_encoder.ckpt the one from_hparams looks for.
+    for name in ("label_encoder.txt", "label_encoder.ckpt"):
+        tmp = os.path.join(export_folder, name + ".tmp")
+        shutil.copyfile(label_encoder_file, tmp)
+        os.replace(tmp, os.path.join(export_folder, name))
+    logger.info("Exported the model to %s", export_folder)
     return export_folder
+
+
+def model_facts(embedding_model, classifier, sizes):
+    """What an exported model's weights are, for its card.
+
+    Example
+    -------
+    >>> model_facts(torch.nn.Linear(2, 3), torch.nn.Linear(3, 4), {"c": 2})
+    {'architecture': 'Linear', 'c': 2, 'embedding model parameters': '9', \
+'classifier parameters': '16'}
+    """
+    return {
+        "architecture": type(embedding_model).__name__,
+        **sizes,
+        "embedding model parameters": _count(embedding_model),
+        "classifier parameters": _count(classifier),
+    }
+
+
+def _count(module):
+    """A module's parameter count, with thousands separators."""
+    return f"{sum(p.numel() for p in module.parameters()):,}"
+
+
+# The card's last line: the sha256 of the text above it, as written.
+_CARD_MARK = "<!-- speechbrain-trkd card sha256: {} -->"
+
+
+def write_card(folder, text):
+    """Writes a model card as ``README.md``, unless the ``README.md`` there
+    was edited since it was written: then the new card goes beside it, as
+    ``README.new.md``, and a warning says so (an edit is never lost).
+
+    Arguments
+    ---------
+    folder : str
+        The export folder.
+    text : str
+        The card.
+
+    Returns
+    -------
+    str
+        The file written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> os.path.basename(write_card(folder, "# Card"))
+    'README.md'
+    >>> os.path.basename(write_card(folder, "# New card"))
+    'README.md'
+    >>> with open(os.path.join(folder, "README.md"), "a") as fout:
+    ...     _ = fout.write("My notes.")
+    >>> os.path.basename(write_card(folder, "# Newer card"))
+    'README.new.md'
+    """
+    body = text.rstrip()
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    marked = f"{body}\n\n{_CARD_MARK.format(digest)}\n"
+    path = os.path.join(folder, "README.md")
+    if os.path.isfile(path) and _edited(path):
+        path = os.path.join(folder, "README.new.md")
+        logger.warning(
+            "%s was edited since it was written: it is kept, and the new "
+            "card is %s",
+            os.path.join(folder, "README.md"),
+            path,
+        )
+    atomic_write(path, marked.encode())
+    return path
+
+
+def _edited(path):
+    """Whether a card differs from what ``write_card`` wrote."""
+    with open(path, encoding="utf-8") as fin:
+        body, _, last = fin.read().rstrip().rpartition("\n\n")
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    return last != _CARD_MARK.format(digest)
 
 
 def atomic_write(path, data):
@@ -239,13 +356,15 @@ def atomic_write(path, data):
 
 
 def student_card(hparams, metrics=None):
-    """The model-card facts of a distilled student.
+    """The model-card facts of a distilled student: how it was trained
+    (``export_model`` adds what its weights are).
 
     Arguments
     ---------
     hparams : dict
         The training hyperparameters (``student_name``, ``kd_method``,
-        ``teacher_source``, ``number_of_epochs``, ``data_folder``).
+        ``kd_weight``, ``kd_temperature``, ``teacher_source``,
+        ``number_of_epochs``, ``data_folder``).
     metrics : dict, optional
         ``{list: {backend: {metric: value}}}``, flattened into the card.
 
@@ -258,21 +377,88 @@ def student_card(hparams, metrics=None):
     Example
     -------
     >>> card = student_card(
-    ...     {"student_name": "s", "kd_method": "trkd"},
+    ...     {"student_name": "s", "kd_method": "trkd", "teacher_source": "t"},
     ...     {"O": {"cosine": {"eer": 3.14159}}})
     >>> card["title"], card["metrics"]
-    ('Distilled speaker encoder (s)', {'O cosine eer': 3.1416})
+    ('s: a distilled speaker encoder', {'O cosine eer': 3.1416})
+    >>> student_card({"student_name": "s", "kd_method": "none"})["description"]
+    'A speaker encoder trained from random weights ... without distillation.'
     """
+    method = hparams.get("kd_method")
+    distilled = method != "none"
+    how = (
+        f"distilled from the teacher `{hparams.get('teacher_source')}` with "
+        f"the KD method `{method}`"
+        if distilled
+        else "without distillation"
+    )
     info = {
-        "title": f"Distilled speaker encoder ({hparams.get('student_name')})",
-        "description": (
-            "A speaker-embedding model trained with speechbrain-trkd, "
-            f"KD method `{hparams.get('kd_method')}` from teacher "
-            f"`{hparams.get('teacher_source')}`."
-        ),
+        "title": f"{hparams.get('student_name')}: a "
+        + ("distilled speaker encoder" if distilled else "speaker encoder"),
+        "description": "A speaker encoder trained from random weights with "
+        f"speechbrain-trkd (AAM loss on the training speakers), {how}.",
         "training": {
-            "kd_method": hparams.get("kd_method"),
-            "teacher": hparams.get("teacher_source"),
+            "kd_method": method,
+            "teacher": hparams.get("teacher_source") if distilled else None,
+            "kd_weight": hparams.get("kd_weight") if distilled else None,
+            "kd_temperature": hparams.get("kd_temperature")
+            if distilled
+            else None,
+            "epochs": hparams.get("number_of_epochs"),
+            "data": hparams.get("data_folder"),
+        },
+    }
+    info["training"] = {
+        k: v for k, v in info["training"].items() if v is not None
+    }
+    if metrics is not None:
+        info["metrics"] = card_metrics(metrics)
+    return info
+
+
+def teacher_card(hparams, metrics=None):
+    """The model-card facts of a teacher trained by ``train_teacher.py``:
+    from scratch (no ``pretrainer``), or from a pretrained backbone,
+    frozen or fine-tuned.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``teacher_name``, ``pretrainer``, ``teacher_source``,
+        ``freeze_backbone``, ``number_of_epochs``, ``data_folder``.
+    metrics : dict, optional
+        ``{list: {backend: {metric: value}}}``, flattened into the card.
+
+    Returns
+    -------
+    dict
+        ``title``, ``description``, ``training`` and, with metrics,
+        ``metrics``.
+
+    Example
+    -------
+    >>> teacher_card({"teacher_name": "t", "pretrainer": None,
+    ...               "freeze_backbone": False})["description"]
+    'A speaker encoder trained from scratch ... (AAM loss), for distillation.'
+    """
+    if hparams.get("pretrainer") is None:
+        origin = "trained from scratch"
+    elif hparams.get("freeze_backbone"):
+        origin = (
+            f"the frozen backbone of `{hparams.get('teacher_source')}` "
+            "with a new head trained"
+        )
+    else:
+        origin = f"fine-tuned from `{hparams.get('teacher_source')}`"
+    info = {
+        "title": f"{hparams.get('teacher_name')}: a speaker encoder (teacher)",
+        "description": f"A speaker encoder {origin} on the training speakers "
+        "with speechbrain-trkd (AAM loss), for distillation.",
+        "training": {
+            "initialisation": hparams.get("teacher_source")
+            if hparams.get("pretrainer") is not None
+            else "random",
+            "freeze_backbone": hparams.get("freeze_backbone"),
             "epochs": hparams.get("number_of_epochs"),
             "data": hparams.get("data_folder"),
         },

@@ -39,7 +39,9 @@ import speechbrain.lobes.models.ECAPA_TDNN as ecapa_tdnn
 import torch
 from speechbrain.lobes.features import Fbank
 from speechbrain.processing.features import InputNormalization
+from speechbrain.utils.logger import get_logger
 
+logger = get_logger(__name__)
 ONNX_FILE = "embedding_model.onnx"
 INT8_FILE = "embedding_model.int8.onnx"
 INPUT_NAME = "features"
@@ -281,7 +283,8 @@ def _called_children(module, path, inputs):
 
 
 def _check_export(graph, path, n_mels):
-    """Raises unless ONNX Runtime matches PyTorch on a new batch and length.
+    """Raises unless ONNX Runtime matches PyTorch on a new batch and length,
+    and returns the lowest cosine of the two embeddings.
 
     A shape frozen while tracing (a ``len()`` or ``.item()`` in the model)
     shows up here, as a failure or as a different embedding.
@@ -305,6 +308,7 @@ def _check_export(graph, path, n_mels):
             f"{path} disagrees with PyTorch on features {list(check.shape)}: "
             f"cosine {cosine.min().item():.6f} < {MIN_EXPORT_COSINE}"
         )
+    return cosine.min().item()
 
 
 def export_onnx(embedding_model, path, n_mels=80, opset=17):
@@ -365,7 +369,7 @@ def export_onnx(embedding_model, path, n_mels=80, opset=17):
                 raise OnnxExportError(
                     _failure_message(graph, example, opset, error)
                 ) from error
-            _check_export(graph, tmp, n_mels)
+            cosine = _check_export(graph, tmp, n_mels)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -373,6 +377,14 @@ def export_onnx(embedding_model, path, n_mels=80, opset=17):
     finally:
         embedding_model.train(was_training)
     os.replace(tmp, path)
+    logger.info(
+        "%s: ONNX Runtime matches PyTorch on new features [3, 157, %d], "
+        "lowest cosine %.6f (required: %s)",
+        path,
+        n_mels,
+        cosine,
+        MIN_EXPORT_COSINE,
+    )
     return path
 
 

@@ -33,6 +33,9 @@ NOT_TRAINING_KEYS = (
     "write_plots",
     # The scoring's keyword arguments (they hold the keys above).
     "scoring_options",
+    # Names, for folders and model cards.
+    "student_name",
+    "teacher_name",
 )
 
 
@@ -151,20 +154,72 @@ def check_same_run(output_folder, hparams_file, overrides):
     ...
     ValueError: ... was trained with other settings: lr: 0.001 -> 0.01. ...
     """
-    saved_path = os.path.join(output_folder, "hyperparams.yaml")
-    if not os.path.isfile(saved_path) or not _has_training_state(output_folder):
+    if not _has_training_state(output_folder):
         return
+    changes = changes_since_run(output_folder, hparams_file, overrides)
+    if changes:
+        raise ValueError(
+            f"{output_folder} was trained with other settings: "
+            f"{listed_changes(changes)}. Resuming would reuse that run: give "
+            "this run another --output_folder (or delete the folder to start "
+            "it again)"
+        )
+
+
+def changes_since_run(
+    output_folder, hparams_file, overrides, ignored=NOT_TRAINING_KEYS
+):
+    """The settings of an hparams file with overrides that differ from the
+    ones a run folder saved (``{}`` when it saved none).
+
+    Arguments
+    ---------
+    output_folder : str
+        The run's folder (its ``hyperparams.yaml``).
+    hparams_file : str
+        An hparams file.
+    overrides : str or dict
+        Its overrides.
+    ignored : sequence of str
+        Keys that do not count.
+
+    Returns
+    -------
+    dict
+        ``{key: (the run's value, this value)}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> hparams = os.path.join(folder, "h.yaml")
+    >>> with open(hparams, "w") as f:
+    ...     _ = f.write("channels: 512\\n")
+    >>> changes_since_run(folder, hparams, "")
+    {}
+    >>> with open(os.path.join(folder, "hyperparams.yaml"), "w") as f:
+    ...     _ = f.write("channels: 128\\n")
+    >>> changes_since_run(folder, hparams, "")
+    {'channels': (128, 512)}
+    """
+    saved_path = os.path.join(output_folder, "hyperparams.yaml")
+    if not os.path.isfile(saved_path):
+        return {}
     with open(hparams_file, encoding="utf-8") as fin:
         new_text = resolve_references(fin, overrides).getvalue()
     with open(saved_path, encoding="utf-8") as fin:
         saved_text = fin.read()
-    changes = changed_settings(saved_text, new_text)
-    if changes:
-        listed = "; ".join(
-            f"{key}: {old} -> {new}" for key, (old, new) in changes.items()
-        )
-        raise ValueError(
-            f"{output_folder} was trained with other settings: {listed}. "
-            "Resuming would reuse that run: give this run another "
-            "--output_folder (or delete the folder to start it again)"
-        )
+    return changed_settings(saved_text, new_text, ignored)
+
+
+def listed_changes(changes):
+    """Changed settings in words, for the messages.
+
+    Example
+    -------
+    >>> listed_changes({"lr": (0.1, 0.2), "seed": (1, 2)})
+    'lr: 0.1 -> 0.2; seed: 1 -> 2'
+    """
+    return "; ".join(
+        f"{key}: {old} -> {new}" for key, (old, new) in changes.items()
+    )

@@ -1,7 +1,7 @@
 """An exported student loads with SpeechBrain's EncoderClassifier."""
 
-import importlib.util
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +11,8 @@ from recipe_runner import RECIPE_ROWS, REPO, row_id
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.inference.speaker import EncoderClassifier
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+
+from speechbrain_trkd.export import export_model
 
 
 def test_export_student_loads_with_encoder_classifier(recipe_runner, tmp_path):
@@ -56,36 +58,92 @@ def test_export_student_loads_with_encoder_classifier(recipe_runner, tmp_path):
     assert all(f"'{label}'" in speakers for label in labels)
 
 
-def test_moved_export_loads_with_a_pretrained_path_override(tmp_path):
-    """hyperparams.yaml keeps its !ref to pretrained_path: a folder moved
-    (or uploaded) loads with the override the model card documents."""
-    spec = importlib.util.spec_from_file_location(
-        "export_student", REPO / "recipes/VoxCeleb/TRKD/export_student.py"
+def _export(folder, label_file, channels=8):
+    """An untrained ECAPA-TDNN exported by the recipe's export_model."""
+    embedding_model = ECAPA_TDNN(
+        80, channels=[channels] * 4 + [3 * channels], lin_neurons=16
     )
-    export_student = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_student)
+    export_model(
+        embedding_model,
+        Classifier(16, out_neurons=2),
+        str(label_file),
+        "models/ecapa.yaml",
+        {"channels": channels, "emb_dim": 16, "out_n_neurons": 2},
+        str(folder),
+        {"title": "A test", "description": "Untrained."},
+    )
+    return embedding_model
+
+
+def test_a_moved_export_loads_from_wherever_it_is(tmp_path, monkeypatch):
+    """hyperparams.yaml names no folder: a copy loads after the original is
+    deleted, from an absolute and from a relative path, with no override
+    (before, its absolute pretrained_path failed with HFValidationError)."""
     labels = CategoricalEncoder()
     labels.update_from_iterable(["spk1", "spk2"])
     labels.save(tmp_path / "label_encoder.txt")
-    embedding_model = ECAPA_TDNN(80, channels=[8] * 4 + [24], lin_neurons=16)
-    folder = export_student.export_model(
-        embedding_model,
-        Classifier(16, out_neurons=2),
-        str(tmp_path / "label_encoder.txt"),
-        "models/ecapa.yaml",
-        {"channels": 8, "emb_dim": 16, "out_n_neurons": 2},
-        str(tmp_path / "first"),
-        {"title": "A test", "description": "Untrained."},
+    embedding_model = _export(
+        tmp_path / "first", tmp_path / "label_encoder.txt"
     )
-    text = (Path(folder) / "hyperparams.yaml").read_text()
-    assert "!ref <pretrained_path>/embedding_model.ckpt" in text
-    moved = tmp_path / "moved"
-    Path(folder).rename(moved)
-    encoder = EncoderClassifier.from_hparams(
-        source=str(moved),
-        savedir=str(tmp_path / "loaded"),
-        overrides={"pretrained_path": str(moved)},
+    assert (
+        "pretrained_path"
+        not in (tmp_path / "first/hyperparams.yaml").read_text()
     )
-    loaded = encoder.mods.embedding_model.state_dict()
-    for name, value in embedding_model.state_dict().items():
-        assert torch.equal(loaded[name], value), name
+    shutil.copytree(tmp_path / "first", tmp_path / "elsewhere" / "copy")
+    shutil.rmtree(tmp_path / "first")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for source in (str(tmp_path / "elsewhere" / "copy"), "copy"):
+        encoder = EncoderClassifier.from_hparams(
+            source=source, savedir=str(tmp_path / "loaded" / source[-4:])
+        )
+        loaded = encoder.mods.embedding_model.state_dict()
+        for name, value in embedding_model.state_dict().items():
+            assert torch.equal(loaded[name], value), (source, name)
+        _, _, _, decoded = encoder.classify_batch(torch.randn(1, 16000))
+        assert decoded[0] in ("spk1", "spk2")
+
+
+def test_a_card_says_what_the_weights_are_and_edits_survive(tmp_path):
+    """The card states the architecture, sizes and parameter count; a
+    re-export keeps a card the user edited and writes the new one beside
+    it (before, the edit and its metrics were overwritten)."""
+    labels = CategoricalEncoder()
+    labels.update_from_iterable(["spk1", "spk2"])
+    labels.save(tmp_path / "label_encoder.txt")
+    model = _export(tmp_path / "out", tmp_path / "label_encoder.txt")
+    card = (tmp_path / "out" / "README.md").read_text()
+    count = sum(p.numel() for p in model.parameters())
+    assert "| architecture | ECAPA_TDNN |" in card
+    assert "| channels | 8 |" in card
+    assert f"| embedding model parameters | {count:,} |" in card
+    _export(tmp_path / "out", tmp_path / "label_encoder.txt")
+    assert not (tmp_path / "out" / "README.new.md").exists()
+    edited = card.replace("Untrained.", "Untrained, and my own notes.")
+    (tmp_path / "out" / "README.md").write_text(edited)
+    _export(tmp_path / "out", tmp_path / "label_encoder.txt", channels=16)
+    assert (tmp_path / "out" / "README.md").read_text() == edited
+    assert (
+        "| channels | 16 |" in (tmp_path / "out" / "README.new.md").read_text()
+    )
+
+
+def test_a_recipe_file_other_than_the_run_is_refused_naming_the_key(
+    recipe_runner,
+):
+    """The recipe file with only --output_folder (the run was trained at
+    --student_channels=16) is refused naming the key, not a raw size
+    mismatch of fc.conv.weight."""
+    row = next(r for r in RECIPE_ROWS if row_id(r) == "ecapa_to_small")
+    run = Path(recipe_runner.run(row, name="ecapa_to_small_export", debug=False))
+    command = [
+        sys.executable,
+        str(REPO / "recipes/VoxCeleb/TRKD/export_student.py"),
+        str(REPO / "recipes/VoxCeleb/TRKD/hparams/ecapa_to_small.yaml"),
+        f"--data_folder={recipe_runner.values['data_folder']}",
+        f"--output_folder={run}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "student_channels: 16 -> 512" in result.stderr
+    assert f"export_student.py {run}" in result.stderr
+    assert "size mismatch" not in result.stderr

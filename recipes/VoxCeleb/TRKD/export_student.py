@@ -6,11 +6,15 @@ The folder holds ``hyperparams.yaml``, ``embedding_model.ckpt``,
 ``EncoderClassifier.from_hparams(source=folder)`` loads it directly and it is
 ready to upload to the Hugging Face Hub.
 
-To run, with the training hparams file and overrides of the run to export
-(its best checkpoint, by validation error, is exported)::
+To run, with the output folder of the training run to export (its best
+checkpoint, by validation error, is exported; the run's ``hyperparams.yaml``
+gives every setting)::
 
-    python export_student.py hparams/ecapa_to_small.yaml --data_folder=... \\
-        [--export_folder=...] [--onnx] [--onnx_int8]
+    python export_student.py <run folder> [--export_folder=...] \\
+        [--onnx] [--onnx_int8]
+
+A recipe hparams file with overrides works too, as long as its settings are
+the run's (``--output_folder`` names the run); a differing key is refused.
 
 ``--onnx`` adds ``embedding_model.onnx`` to the folder, an ONNX graph from
 the normalised features ``[batch, frames, 80]`` to the embeddings ``[batch,
@@ -22,6 +26,7 @@ Authors
 """
 
 import argparse
+import logging
 import os
 import sys
 
@@ -29,6 +34,12 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_trkd.export import export_model, student_card
+from speechbrain_trkd.run_identity import (
+    NOT_TRAINING_KEYS,
+    changes_since_run,
+    listed_changes,
+    resolved_settings,
+)
 
 
 def export_from_hparams(hparams, card_info=None):
@@ -126,9 +137,67 @@ def parse_onnx_flags(argv):
     return parser.parse_known_args(argv)
 
 
+def run_hparams(argv):
+    """The command line with a run folder replaced by the ``hyperparams.yaml``
+    it saved (every setting of the run, so no override is repeated); a
+    recipe hparams file whose settings differ from the run's is refused,
+    naming the keys.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``[run folder or hparams file, --key=value ...]``.
+
+    Returns
+    -------
+    list of str
+        The command line for ``speechbrain.parse_arguments``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run = tempfile.mkdtemp()
+    >>> with open(os.path.join(run, "hyperparams.yaml"), "w") as fout:
+    ...     _ = fout.write(f"output_folder: {run}\\nchannels: 128\\n")
+    >>> run_hparams([run]) == [os.path.join(run, "hyperparams.yaml")]
+    True
+    >>> recipe = os.path.join(tempfile.mkdtemp(), "recipe.yaml")
+    >>> with open(recipe, "w") as fout:
+    ...     _ = fout.write("output_folder: x\\nchannels: 512\\n")
+    >>> run_hparams([recipe, f"--output_folder={run}"])
+    Traceback (most recent call last):
+    ...
+    ValueError: ... was trained with other settings: channels: 128 -> 512...
+    """
+    if not argv:
+        raise ValueError("give the run folder to export (or its hparams)")
+    first, rest = argv[0], list(argv[1:])
+    if os.path.isdir(first):
+        saved = os.path.join(first, "hyperparams.yaml")
+        if not os.path.isfile(saved):
+            raise FileNotFoundError(
+                f"{first} holds no hyperparams.yaml: give the output folder "
+                "of a training run"
+            )
+        return [saved, *rest]
+    _, _, overrides = sb.parse_arguments([first, *rest])
+    output_folder = resolved_settings(first, overrides)["output_folder"]
+    changes = changes_since_run(
+        output_folder, first, overrides, (*NOT_TRAINING_KEYS, "export_folder")
+    )
+    if changes:
+        raise ValueError(
+            f"{output_folder} was trained with other settings: "
+            f"{listed_changes(changes)}. Export it from its folder alone: "
+            f"export_student.py {output_folder}"
+        )
+    return [first, *rest]
+
+
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     onnx_flags, arguments = parse_onnx_flags(sys.argv[1:])
-    hparams_file, _, overrides = sb.parse_arguments(arguments)
+    hparams_file, _, overrides = sb.parse_arguments(run_hparams(arguments))
     with open(hparams_file, encoding="utf-8") as fin:
         loaded = load_hyperpyyaml(fin, overrides)
     folder = export_from_hparams(loaded)

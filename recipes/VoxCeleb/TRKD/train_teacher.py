@@ -44,7 +44,7 @@ from speechbrain_trkd.corpus_cache import (
 )
 from speechbrain_trkd.data import build_wav_augment, dataio_prep
 from speechbrain_trkd.evaluation import score_encoder, student_encoder
-from speechbrain_trkd.export import card_metrics, export_model
+from speechbrain_trkd.export import export_model, teacher_card
 from speechbrain_trkd.pretrained import (
     backbone_embedder,
     collect_pinned,
@@ -154,14 +154,5 @@ if __name__ == "__main__":
             hparams["inference_hparams"],
             hparams["inference_overrides"],
             hparams["export_folder"],
-            {
-                "title": f"Teacher ({hparams['teacher_name']})",
-                "description": hparams["teacher_description"],
-                "training": {
-                    "data": hparams["data_folder"],
-                    "epochs": hparams["number_of_epochs"],
-                    "freeze_backbone": hparams["freeze_backbone"],
-                },
-                "metrics": card_metrics(brain.metrics),
-            },
+            teacher_card(hparams, brain.metrics),
         )
