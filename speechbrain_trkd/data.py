@@ -156,6 +156,7 @@ def dataio_prep(
             f"classifier has out_n_neurons={n_classes}: pass "
             f"--out_n_neurons={n_speakers}"
         )
+    label_encoder.expect_len(n_speakers)  # checked against the classifier
     return train_data, valid_data, label_encoder
 
 
