@@ -134,7 +134,9 @@ def test_a_recipe_file_other_than_the_run_is_refused_naming_the_key(
     --student_channels=16) is refused naming the key, not a raw size
     mismatch of fc.conv.weight."""
     row = next(r for r in RECIPE_ROWS if row_id(r) == "ecapa_to_small")
-    run = Path(recipe_runner.run(row, name="ecapa_to_small_export", debug=False))
+    run = Path(
+        recipe_runner.run(row, name="ecapa_to_small_export", debug=False)
+    )
     command = [
         sys.executable,
         str(REPO / "recipes/VoxCeleb/TRKD/export_student.py"),
