@@ -84,16 +84,71 @@ def dataio_prep(
     >>> len(label_encoder), item["sig"].shape, item["spk_id_encoded"].shape
     (3, torch.Size([8000]), torch.Size([1]))
     """
-    datasets = []
-    for csv_path in (train_csv, valid_csv):
-        with open(csv_path, encoding="utf-8") as csv_file:
-            if sum(1 for _ in csv_file) < 2:
-                raise ValueError(
-                    f"{csv_path} has no rows: the corpus is too small for "
-                    "the preparation's split_ratio and seg_dur"
-                )
-        datasets.append(DynamicItemDataset.from_csv(csv_path))
+    datasets = [_read_segments(csv) for csv in (train_csv, valid_csv)]
     train_data, valid_data = datasets
+    if cache is None:
+        add_crops(
+            train_data, valid_data, crop_seconds, sample_rate, random_chunk
+        )
+    else:
+        add_cached_views(
+            train_data, valid_data, cache, sample_rate, cache_augment
+        )
+    label_encoder = _add_labels(datasets, save_folder, n_classes)
+    keys = (
+        ["id", "sig", "spk_id_encoded"]
+        if with_audio
+        else ["id", "spk_id_encoded"]
+    )
+    sb.dataio.dataset.set_output_keys(
+        datasets, keys + ["teacher_emb"] if cache is not None else keys
+    )
+    return train_data, valid_data, label_encoder
+
+
+def _read_segments(csv_path):
+    """A segment CSV as a dataset, refused when it has no rows."""
+    with open(csv_path, encoding="utf-8") as csv_file:
+        if sum(1 for _ in csv_file) < 2:
+            raise ValueError(
+                f"{csv_path} has no rows: the corpus is too small for "
+                "the preparation's split_ratio and seg_dur"
+            )
+    return DynamicItemDataset.from_csv(csv_path)
+
+
+def add_crops(train_data, valid_data, crop_seconds, sample_rate, random_chunk):
+    """Adds ``sig``: a random crop of ``crop_seconds`` inside each training
+    segment (with ``random_chunk``; else the whole segment), and the whole
+    segment for validation.
+
+    Arguments
+    ---------
+    train_data, valid_data : DynamicItemDataset
+        Segments (``wav``, ``start``, ``stop`` in samples).
+    crop_seconds : float
+        Length of a training crop.
+    sample_rate : int
+        The audio's sample rate (checked).
+    random_chunk : bool
+        Crop the training segments.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> corpus = make_synthetic_corpus(
+    ...     tempfile.mkdtemp(), n_train_speakers=1, n_dev_speakers=2,
+    ...     sessions_per_speaker=2, utterances_per_session=1,
+    ...     duration=(1.0, 1.0), trials_per_utterance=1)
+    >>> segments = corpus.training_csv(tempfile.mktemp(suffix=".csv"))
+    >>> train, valid = (DynamicItemDataset.from_csv(segments) for _ in "tv")
+    >>> add_crops(train, valid, 0.5, 16000, random_chunk=True)
+    >>> train.set_output_keys(["sig"]), valid.set_output_keys(["sig"])
+    (None, None)
+    >>> train[0]["sig"].shape, valid[0]["sig"].shape
+    (torch.Size([8000]), torch.Size([16000]))
+    """
     crop = int(crop_seconds * sample_rate)
 
     def read_segment(wav, start, stop, random_crop):
@@ -103,28 +158,23 @@ def dataio_prep(
             stop = start + crop
         return read_crop(wav, start, stop, sample_rate)
 
-    if cache is None:
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def train_audio(wav, start, stop):
+        return read_segment(wav, start, stop, random_chunk)
 
-        @sb.utils.data_pipeline.takes("wav", "start", "stop")
-        @sb.utils.data_pipeline.provides("sig")
-        def train_audio(wav, start, stop):
-            return read_segment(wav, start, stop, random_chunk)
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def valid_audio(wav, start, stop):
+        return read_segment(wav, start, stop, False)
 
-        @sb.utils.data_pipeline.takes("wav", "start", "stop")
-        @sb.utils.data_pipeline.provides("sig")
-        def valid_audio(wav, start, stop):
-            return read_segment(wav, start, stop, False)
+    train_data.add_dynamic_item(train_audio)
+    valid_data.add_dynamic_item(valid_audio)
 
-    else:
-        add_cached_views(
-            train_data, valid_data, cache, sample_rate, cache_augment
-        )
-        train_audio = valid_audio = None
 
-    if cache is None:
-        train_data.add_dynamic_item(train_audio)
-        valid_data.add_dynamic_item(valid_audio)
-
+def _add_labels(datasets, save_folder, n_classes):
+    """Adds ``spk_id_encoded`` to the datasets; returns the label encoder
+    (saved in ``save_folder``), checked against ``n_classes``."""
     label_encoder = CategoricalEncoder()
 
     @sb.utils.data_pipeline.takes("spk_id")
@@ -137,18 +187,9 @@ def dataio_prep(
     os.makedirs(save_folder, exist_ok=True)
     label_encoder.load_or_create(
         path=os.path.join(save_folder, "label_encoder.txt"),
-        from_didatasets=[train_data],
+        from_didatasets=[datasets[0]],
         output_key="spk_id",
     )
-    keys = (
-        ["id", "sig", "spk_id_encoded"]
-        if with_audio
-        else ["id", "spk_id_encoded"]
-    )
-    sb.dataio.dataset.set_output_keys(
-        datasets, keys + ["teacher_emb"] if cache is not None else keys
-    )
-
     n_speakers = len(label_encoder)
     if n_speakers != n_classes:
         raise ValueError(
@@ -157,7 +198,7 @@ def dataio_prep(
             f"--out_n_neurons={n_speakers}"
         )
     label_encoder.expect_len(n_speakers)  # checked against the classifier
-    return train_data, valid_data, label_encoder
+    return label_encoder
 
 
 def read_crop(wav, start, stop, sample_rate):

@@ -317,42 +317,20 @@ def make_synthetic_corpus(
         return previous
 
     wav_root = os.path.join(folder, "wav")
-    n_speakers = n_train_speakers + n_dev_speakers
     all_traits = []
     dev_utterances = {}
     n_utterances, total_samples = 0, 0
-    for index in range(n_speakers):
+    for index in range(n_train_speakers + n_dev_speakers):
         role = "train" if index < n_train_speakers else "dev"
         traits = draw_speaker_traits(f"spk{index + 1:04d}", role, seed, index)
         all_traits.append(traits)
-        for session_index in range(sessions_per_speaker):
-            session_name = f"ses{session_index + 1:02d}"
-            session = draw_session(
-                seed, index, session_index, sample_rate, snr_db
-            )
-            os.makedirs(
-                os.path.join(wav_root, traits.speaker, session_name),
-                exist_ok=True,
-            )
-            for utt_index in range(utterances_per_session):
-                rng = seeded_rng(seed, 2, index, session_index, utt_index)
-                n_samples = int(rng.uniform(*duration) * sample_rate)
-                audio = synthesize_utterance(
-                    traits, session, n_samples, sample_rate, rng
-                )
-                rel = f"{traits.speaker}/{session_name}/{utt_index + 1:05d}.wav"
-                sf.write(
-                    os.path.join(wav_root, rel),
-                    audio.astype(np.float32),
-                    sample_rate,
-                    subtype="PCM_16",
-                )
-                n_utterances += 1
-                total_samples += n_samples
-                if role == "dev":
-                    dev_utterances.setdefault(traits.speaker, []).append(
-                        (session_name, rel)
-                    )
+        written = _write_speaker(wav_root, traits, index, options)
+        n_utterances += len(written)
+        total_samples += sum(n_samples for _, _, n_samples in written)
+        if role == "dev":
+            dev_utterances[traits.speaker] = [
+                (session, rel) for session, rel, _ in written
+            ]
 
     with open(
         os.path.join(folder, "speakers.csv"), "w", newline="", encoding="utf-8"
@@ -389,6 +367,37 @@ def make_synthetic_corpus(
     ) as handle:
         json.dump(record, handle, indent=2, sort_keys=True)
     return summary
+
+
+def _write_speaker(wav_root, traits, index, options):
+    """Writes one speaker's sessions and utterances; returns
+    ``[(session, relative path, samples)]`` in the order written."""
+    seed, sample_rate = options["seed"], options["sample_rate"]
+    written = []
+    for session_index in range(options["sessions_per_speaker"]):
+        session_name = f"ses{session_index + 1:02d}"
+        session = draw_session(
+            seed, index, session_index, sample_rate, tuple(options["snr_db"])
+        )
+        os.makedirs(
+            os.path.join(wav_root, traits.speaker, session_name),
+            exist_ok=True,
+        )
+        for utt_index in range(options["utterances_per_session"]):
+            rng = seeded_rng(seed, 2, index, session_index, utt_index)
+            n_samples = int(rng.uniform(*options["duration"]) * sample_rate)
+            audio = synthesize_utterance(
+                traits, session, n_samples, sample_rate, rng
+            )
+            rel = f"{traits.speaker}/{session_name}/{utt_index + 1:05d}.wav"
+            sf.write(
+                os.path.join(wav_root, rel),
+                audio.astype(np.float32),
+                sample_rate,
+                subtype="PCM_16",
+            )
+            written.append((session_name, rel, n_samples))
+    return written
 
 
 _OUTPUTS = ("wav", "trials", "speakers.csv")

@@ -11,6 +11,7 @@ Authors
 """
 
 import csv
+import functools
 import json
 import os
 import time
@@ -314,18 +315,7 @@ def evaluate_verification(
     ValueError: no trial lists given
     """
     named = _named_trial_lists(trial_lists)
-    backends = list(backends)
-    unknown = [name for name in backends if name not in BACKENDS]
-    if unknown or not backends:
-        raise ValueError(
-            f"unknown or no backend(s) {unknown}; choose from {BACKENDS}"
-        )
-    needs_cohort = any(name in ("asnorm", "plda") for name in backends)
-    if needs_cohort and not train_csv:
-        raise ValueError(
-            "the asnorm and plda backends need train_csv (training "
-            "utterances for the cohort / PLDA model)"
-        )
+    backends = _checked_backends(backends, train_csv)
     if device is None:
         device = infer_device()
 
@@ -340,7 +330,7 @@ def evaluate_verification(
     utterances, indices = index_utterances(*sides)
     wav_paths = [path_of(utt) for utt in utterances]
     cohort_paths, cohort_speakers = [], []
-    if needs_cohort:
+    if "asnorm" in backends or "plda" in backends:
         cohort_paths, cohort_speakers = read_cohort_list(
             train_csv, data_folder, cohort_utts_per_speaker
         )
@@ -360,38 +350,20 @@ def evaluate_verification(
         embeddings.shape[0],
         time.time() - start,
     )
-    cohort_embeddings = embeddings[len(wav_paths) :]
-    embeddings = embeddings[: len(wav_paths)]
-
-    plda = None
-    if "plda" in backends:
-        rank_f = min(plda_rank_f, embeddings.shape[1])
-        plda = PLDABackend(rank_f=rank_f, nb_iter=plda_nb_iter)
-        plda.fit(cohort_embeddings, cohort_speakers)
-    cohort = None
-    if "asnorm" in backends:
-        cohort = speaker_mean_embeddings(cohort_embeddings, cohort_speakers)[0]
-        cohort = cohort.to(device)
-    scoring_embeddings = embeddings.to(device)
-
+    scorers = _backend_scorers(
+        backends,
+        embeddings[: len(wav_paths)],
+        (embeddings[len(wav_paths) :], cohort_speakers),
+        device,
+        asnorm_top_n=asnorm_top_n,
+        plda_options={"rank_f": plda_rank_f, "nb_iter": plda_nb_iter},
+    )
     metrics = {}
     for number, (name, trial) in enumerate(trials.items()):
         enrol_idx, test_idx = indices[2 * number], indices[2 * number + 1]
         metrics[name] = {}
-        for backend in backends:
-            if backend == "cosine":
-                scores = cosine_scores(scoring_embeddings, enrol_idx, test_idx)
-            elif backend == "asnorm":
-                scores = asnorm_scores(
-                    scoring_embeddings,
-                    enrol_idx,
-                    test_idx,
-                    cohort,
-                    top_n=asnorm_top_n,
-                )
-            else:
-                scores = plda.score(embeddings, enrol_idx, test_idx)
-            scores = scores.cpu()
+        for backend, score in scorers.items():
+            scores = score(enrol_idx, test_idx).cpu()
             write_scores(
                 os.path.join(output_folder, "scores", f"{name}_{backend}.txt"),
                 trial.enrol,
@@ -403,6 +375,53 @@ def evaluate_verification(
                 scores, trial.labels, p_targets
             )
     return metrics
+
+
+def _checked_backends(backends, train_csv):
+    """The backends as a list, refused when unknown, or when one needs a
+    cohort and no training CSV is given."""
+    backends = list(backends)
+    unknown = [name for name in backends if name not in BACKENDS]
+    if unknown or not backends:
+        raise ValueError(
+            f"unknown or no backend(s) {unknown}; choose from {BACKENDS}"
+        )
+    if ("asnorm" in backends or "plda" in backends) and not train_csv:
+        raise ValueError(
+            "the asnorm and plda backends need train_csv (training "
+            "utterances for the cohort / PLDA model)"
+        )
+    return backends
+
+
+def _backend_scorers(
+    backends, embeddings, cohort, device, asnorm_top_n, plda_options
+):
+    """``{backend: score(enrol_idx, test_idx) -> scores}``: the PLDA model
+    trained and the AS-norm cohort (one mean embedding per training
+    speaker) built once, from ``cohort`` (embeddings, speakers)."""
+    cohort_embeddings, cohort_speakers = cohort
+    on_device = embeddings.to(device)
+    scorers = {}
+    for backend in backends:
+        if backend == "cosine":
+            scorers[backend] = functools.partial(cosine_scores, on_device)
+        elif backend == "asnorm":
+            means = speaker_mean_embeddings(cohort_embeddings, cohort_speakers)
+            scorers[backend] = functools.partial(
+                _asnorm, on_device, means[0].to(device), asnorm_top_n
+            )
+        else:
+            rank_f = min(plda_options["rank_f"], embeddings.shape[1])
+            plda = PLDABackend(rank_f=rank_f, nb_iter=plda_options["nb_iter"])
+            plda.fit(cohort_embeddings, cohort_speakers)
+            scorers[backend] = functools.partial(plda.score, embeddings)
+    return scorers
+
+
+def _asnorm(embeddings, cohort, top_n, enrol_idx, test_idx):
+    """AS-norm scores, with the cohort and top-N bound first."""
+    return asnorm_scores(embeddings, enrol_idx, test_idx, cohort, top_n=top_n)
 
 
 def trained_speaker_overlap(trial_lists, label_encoder_file):

@@ -166,11 +166,10 @@ def prepare_voxceleb(
     }
     if skip_prep:
         return paths
-    folders = [os.path.abspath(f) for f in as_path_list(data_folder)]
     sources = as_path_list(verification_lists)
-    train_share = _check_numbers(split_ratio, seg_dur, min_dur)
+    _check_numbers(split_ratio, seg_dur, min_dur)
     options = {
-        "data_folder": folders,
+        "data_folder": [os.path.abspath(f) for f in as_path_list(data_folder)],
         "verification_lists": [canonical_source(s) for s in sources],
         "splits": splits,
         "split_ratio": [float(r) for r in split_ratio],
@@ -178,7 +177,7 @@ def prepare_voxceleb(
         "min_dur": float(min_dur),
         "random_seed": int(random_seed),
     }
-    train_roots = folders
+    folders = train_roots = options["data_folder"]
     if train_folders:
         train_roots = [os.path.abspath(f) for f in as_path_list(train_folders)]
         options["train_folders"] = train_roots
@@ -196,32 +195,9 @@ def prepare_voxceleb(
     check_distinct_downloads(sources)
     list_files = [fetch_verification_list(s, save_folder) for s in sources]
     trial_files = _trial_utterances(list_files, audio)
-    trial_speakers = {rel.split("/")[0] for rel in trial_files}
-
     if "train" in splits or "dev" in splits:
-        by_speaker = {}
-        for rel, path in audio.items():
-            speaker = rel.split("/")[0]
-            in_train_root = any(
-                path.startswith(os.path.join(root, "")) for root in train_roots
-            )
-            if in_train_root and speaker not in trial_speakers:
-                by_speaker.setdefault(speaker, []).append(path)
-        if not by_speaker:
-            raise ValueError(
-                f"No training speaker in {train_roots}: every speaker "
-                f"appears in the verification lists {list_files}"
-            )
-        train_rows, dev_rows = _segment_rows(
-            by_speaker, seg_dur, min_dur, train_share, random_seed, sample_rate
-        )
-        if "train" in splits:
-            _write_csv(paths["train"], train_rows)
-        if "dev" in splits:
-            _write_csv(paths["dev"], dev_rows)
-        logger.info(
-            f"{len(by_speaker)} training speakers: {len(train_rows)} train "
-            f"and {len(dev_rows)} dev segments"
+        _write_training_csvs(
+            paths, audio, train_roots, trial_files, options, sample_rate
         )
     for split in ("enrol", "test"):
         if split in splits:
@@ -237,6 +213,43 @@ def prepare_voxceleb(
     ) as handle:
         json.dump(options, handle, indent=2)
     return paths
+
+
+def _write_training_csvs(
+    paths, audio, train_roots, trial_files, options, sample_rate
+):
+    """Writes the train and dev segment CSVs of ``paths``: the audio under
+    the training roots of speakers that no trial list names."""
+    trial_speakers = {rel.split("/")[0] for rel in trial_files}
+    by_speaker = {}
+    for rel, path in audio.items():
+        speaker = rel.split("/")[0]
+        in_train_root = any(
+            path.startswith(os.path.join(root, "")) for root in train_roots
+        )
+        if in_train_root and speaker not in trial_speakers:
+            by_speaker.setdefault(speaker, []).append(path)
+    if not by_speaker:
+        raise ValueError(
+            f"No training speaker in {train_roots}: every speaker "
+            f"appears in the verification lists {options['verification_lists']}"
+        )
+    train_share = options["split_ratio"][0] / sum(options["split_ratio"])
+    rows = _segment_rows(
+        by_speaker,
+        options["seg_dur"],
+        options["min_dur"],
+        train_share,
+        options["random_seed"],
+        sample_rate,
+    )
+    for split, split_rows in zip(("train", "dev"), rows, strict=True):
+        if split in paths:
+            _write_csv(paths[split], split_rows)
+    logger.info(
+        f"{len(by_speaker)} training speakers: {len(rows[0])} train "
+        f"and {len(rows[1])} dev segments"
+    )
 
 
 def corpus_fingerprint(data_folders):
@@ -377,7 +390,7 @@ def _check_splits(splits):
 
 
 def _check_numbers(split_ratio, seg_dur, min_dur):
-    """Validates the numeric options; returns the train share of segments."""
+    """Validates the numeric options."""
     ratio = [float(r) for r in split_ratio]
     if len(ratio) != 2 or min(ratio) < 0 or sum(ratio) <= 0:
         raise ValueError(
@@ -390,7 +403,6 @@ def _check_numbers(split_ratio, seg_dur, min_dur):
         raise ValueError(
             f"min_dur must be in (0, seg_dur={seg_dur}], got {min_dur}"
         )
-    return ratio[0] / sum(ratio)
 
 
 def _already_prepared(save_folder, options, paths):
