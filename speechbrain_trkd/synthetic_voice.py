@@ -393,25 +393,7 @@ def synthesize_utterance(traits, session, n_samples, sample_rate, rng):
     )
     voiced_env, fric_env = _segment_envelope(lengths, kinds, sample_rate)
 
-    # Intonation: declination, one accent per word, and jitter.
-    time = np.arange(n_samples) / sample_rate
-    duration = n_samples / sample_rate
-    semitones = np.full(n_samples, session.f0_shift)
-    semitones += rng.uniform(-3.0, 0.0) * time / duration
-    word_of_sample = np.repeat(words, lengths)
-    accents = traits.f0_range * rng.standard_normal(words.max() + 1)
-    # Word-level accents smoothed into a continuous contour on a 100 Hz
-    # grid (150 ms Hann window), then interpolated to the sample rate.
-    hop = sample_rate // 100
-    coarse = accents[word_of_sample[::hop]]
-    window = np.hanning(15)
-    coarse = np.convolve(coarse, window / window.sum(), "same")
-    semitones += np.interp(
-        time, np.arange(len(coarse)) * hop / sample_rate, coarse
-    )
-    f0 = traits.f0_mean * 2.0 ** (semitones / 12.0)
-    f0 *= 1.0 + traits.jitter * _smooth_noise(rng, n_samples, 150, sample_rate)
-    f0 = np.clip(f0, 50.0, 0.2 * sample_rate)
+    f0 = _pitch(traits, session, words, lengths, sample_rate, rng)
 
     # Glottal source: flow pulses, differentiated (lip radiation).
     phase = np.cumsum(f0) / sample_rate
@@ -431,6 +413,46 @@ def synthesize_utterance(traits, session, n_samples, sample_rate, rng):
     pole = float(np.clip(traits.tilt + session.tilt_shift, 0.0, 0.95))
     excitation = signal.lfilter([1.0 - pole], [1.0, -pole], excitation)
 
+    speech = _vocal_tract(traits, lengths, vowels, excitation, sample_rate)
+
+    noise = _session_noise(session, n_samples, sample_rate, rng)
+    snr_db = session.snr_db + rng.uniform(-3.0, 3.0)
+    mixture = speech + noise * 10.0 ** (-snr_db / 20.0)
+
+    # Channel (band-limiting and equaliser), then a random recording level.
+    mixture = signal.sosfilt(session.channel, mixture)
+    peak = np.max(np.abs(mixture)) + 1e-12
+    return mixture * (rng.uniform(0.3, 0.9) / peak)
+
+
+def _pitch(traits, session, words, lengths, sample_rate, rng):
+    """The F0 contour, in Hz per sample."""
+    n_samples = int(np.sum(lengths))
+    # Intonation: declination, one accent per word, and jitter.
+    time = np.arange(n_samples) / sample_rate
+    duration = n_samples / sample_rate
+    semitones = np.full(n_samples, session.f0_shift)
+    semitones += rng.uniform(-3.0, 0.0) * time / duration
+    word_of_sample = np.repeat(words, lengths)
+    accents = traits.f0_range * rng.standard_normal(words.max() + 1)
+    # Word-level accents smoothed into a continuous contour on a 100 Hz
+    # grid (150 ms Hann window), then interpolated to the sample rate.
+    hop = sample_rate // 100
+    coarse = accents[word_of_sample[::hop]]
+    window = np.hanning(15)
+    coarse = np.convolve(coarse, window / window.sum(), "same")
+    semitones += np.interp(
+        time, np.arange(len(coarse)) * hop / sample_rate, coarse
+    )
+    f0 = traits.f0_mean * 2.0 ** (semitones / 12.0)
+    f0 *= 1.0 + traits.jitter * _smooth_noise(rng, n_samples, 150, sample_rate)
+    f0 = np.clip(f0, 50.0, 0.2 * sample_rate)
+    return f0
+
+
+def _vocal_tract(traits, lengths, vowels, excitation, sample_rate):
+    """The excitation through the vocal tract, normalised to unit power."""
+    n_samples = len(excitation)
     # Vocal tract: one cascade of five resonators per segment, with the
     # filter state carried across segment boundaries.
     scale = traits.formant_scale
@@ -452,7 +474,12 @@ def synthesize_utterance(traits, session, n_samples, sample_rate, rng):
                 sos[index], excitation[start:stop], zi=state
             )
     speech /= np.sqrt(np.mean(speech**2)) + 1e-12
+    return speech
 
+
+def _session_noise(session, n_samples, sample_rate, rng):
+    """The session's noise (and hum) at unit power."""
+    time = np.arange(n_samples) / sample_rate
     # Session noise: coloured noise plus optional mains hum, at the SNR.
     noise = signal.lfilter(
         [1.0], [1.0, -session.noise_pole], rng.standard_normal(n_samples)
@@ -463,10 +490,4 @@ def synthesize_utterance(traits, session, n_samples, sample_rate, rng):
         np.sin(hum_phase) + 0.5 * np.sin(3.0 * hum_phase)
     )
     noise /= np.sqrt(np.mean(noise**2)) + 1e-12
-    snr_db = session.snr_db + rng.uniform(-3.0, 3.0)
-    mixture = speech + noise * 10.0 ** (-snr_db / 20.0)
-
-    # Channel (band-limiting and equaliser), then a random recording level.
-    mixture = signal.sosfilt(session.channel, mixture)
-    peak = np.max(np.abs(mixture)) + 1e-12
-    return mixture * (rng.uniform(0.3, 0.9) / peak)
+    return noise

@@ -432,57 +432,15 @@ def _build(
     ids = [segment["id"] for segment in segments]
     if len(set(ids)) != len(ids):
         raise ValueError("segment ids must be unique to index a cache")
-    views = int(options["views"])
-    crop = int(round(options["crop_seconds"] * options["sample_rate"]))
     build = dict(options, n_segments=len(ids), emb_dim=int(emb_dim))
     build["segments_sha256"] = hashlib.sha256(
         "\n".join(ids).encode("utf-8")
     ).hexdigest()
     progress_path = os.path.join(folder, PROGRESS_FILE)
-    emb_path = os.path.join(folder, EMBEDDINGS_FILE)
-    off_path = os.path.join(folder, OFFSETS_FILE)
-    done = 0
     if os.path.isfile(progress_path):
-        progress = _read_json(progress_path)
-        check_manifest(progress["build"], options, folder)
-        if progress["build"] != build:
-            raise ValueError(
-                f"the unfinished teacher cache in {folder} was started on "
-                "other segments; delete the folder to build it anew"
-            )
-        done = int(progress["rows_done"])
-        embeddings = np.load(emb_path, mmap_mode="r+")
-        offsets = np.load(off_path)
+        done, embeddings, offsets = _resumed_build(folder, options, build)
     else:
-        offsets = (
-            np.stack(
-                [
-                    view_offsets(
-                        s["id"],
-                        int(s["start"]),
-                        int(s["stop"]),
-                        crop,
-                        views,
-                        options["seed"],
-                    )
-                    for s in segments
-                ]
-            )
-            if segments
-            else np.zeros((0, views, 2), dtype=np.int64)
-        )
-        np.save(off_path, offsets)
-        with open(
-            os.path.join(folder, SEGMENTS_FILE), "w", encoding="utf-8"
-        ) as fout:
-            fout.write("".join(f"{segment_id}\n" for segment_id in ids))
-        embeddings = np.lib.format.open_memmap(
-            emb_path,
-            mode="w+",
-            dtype=np.float32,
-            shape=(len(ids), views, int(emb_dim)),
-        )
-        _write_json_atomic(progress_path, {"build": build, "rows_done": 0})
+        done, embeddings, offsets = _started_build(folder, segments, build)
 
     def read_view(row, view):
         wav = read_crop(segments[row], *offsets[row, view].tolist())
@@ -500,6 +458,61 @@ def _build(
     _write_json_atomic(manifest_path, dict(build, version=FORMAT_VERSION))
     os.remove(progress_path)
     return TeacherCache(folder, expected=options)
+
+
+def _resumed_build(folder, options, build):
+    """``(rows done, embeddings memmap, offsets)`` of an unfinished build,
+    refused when it was started with other options or segments."""
+    progress = _read_json(os.path.join(folder, PROGRESS_FILE))
+    check_manifest(progress["build"], options, folder)
+    if progress["build"] != build:
+        raise ValueError(
+            f"the unfinished teacher cache in {folder} was started on "
+            "other segments; delete the folder to build it anew"
+        )
+    embeddings = np.load(os.path.join(folder, EMBEDDINGS_FILE), mmap_mode="r+")
+    offsets = np.load(os.path.join(folder, OFFSETS_FILE))
+    return int(progress["rows_done"]), embeddings, offsets
+
+
+def _started_build(folder, segments, build):
+    """Starts a build: the views' crop offsets, the segment ids, an empty
+    embeddings memmap and the progress file; returns what
+    ``_resumed_build`` does."""
+    views = int(build["views"])
+    crop = int(round(build["crop_seconds"] * build["sample_rate"]))
+    offsets = (
+        np.stack(
+            [
+                view_offsets(
+                    s["id"],
+                    int(s["start"]),
+                    int(s["stop"]),
+                    crop,
+                    views,
+                    build["seed"],
+                )
+                for s in segments
+            ]
+        )
+        if segments
+        else np.zeros((0, views, 2), dtype=np.int64)
+    )
+    np.save(os.path.join(folder, OFFSETS_FILE), offsets)
+    with open(
+        os.path.join(folder, SEGMENTS_FILE), "w", encoding="utf-8"
+    ) as fout:
+        fout.write("".join(f"{segment['id']}\n" for segment in segments))
+    embeddings = np.lib.format.open_memmap(
+        os.path.join(folder, EMBEDDINGS_FILE),
+        mode="w+",
+        dtype=np.float32,
+        shape=(len(segments), views, int(build["emb_dim"])),
+    )
+    _write_json_atomic(
+        os.path.join(folder, PROGRESS_FILE), {"build": build, "rows_done": 0}
+    )
+    return 0, embeddings, offsets
 
 
 class TeacherCache:
