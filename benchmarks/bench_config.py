@@ -418,29 +418,10 @@ def run_config(
         "lists": lists,
         "train_csv": train_csv,
         "n_speakers": n_speakers,
-        "pairs": list(args.pairs),
-        "methods": list(args.methods),
-        "seeds": list(args.seeds),
-        "epochs": args.epochs,
-        "teacher_epochs": args.teacher_epochs,
-        "fixed_tau": args.fixed_tau,
-        "workers": args.workers or len(args.seeds),
-        "threads": args.threads,
-        "tag": args.tag,
-        "no_kd_tag": args.no_kd_tag,
-        "runs_folder": os.path.join(
-            os.path.abspath(args.results_folder), "runs"
-        ),
+        **_stage_options(args),
         "git_revision": invocation["git_revision"],
         "report_command": invocation["command"],
         "hardware": invocation["hardware"],
-        "teacher_n_classes": args.teacher_n_classes,
-        "throughput_methods": list(args.throughput_methods),
-        "time_epoch": args.time_epoch,
-        "profile": args.profile,
-        "throughput_steps": args.throughput_steps,
-        "throughput_warmup": args.throughput_warmup,
-        "profile_steps": args.profile_steps,
         "deadline": (
             start + args.stop_after if args.stop_after else float("inf")
         ),
@@ -465,19 +446,8 @@ def run_config(
             if args.teacher_cache
             else None
         ),
-        "override": parse_assignments(args.override, "--override"),
-        "student_override": parse_assignments(
-            args.student_override, "--student_override"
-        ),
-        "teacher_override": parse_assignments(
-            args.teacher_override, "--teacher_override"
-        ),
-        "pair_override": {},
+        **_overrides(args),
     }
-    for pair, item in args.pair_override:
-        config["pair_override"].setdefault(pair, {}).update(
-            parse_assignments([item], "--pair_override")
-        )
     if config["teacher_cache"]:
         config["common"].update(
             teacher_cache=config["teacher_cache"],
@@ -488,6 +458,52 @@ def run_config(
         config["deadline"] = time.time() + 10**9
     config["summary"] = run_summary(args, config, data_folder, n_speakers)
     return config
+
+
+def _stage_options(args):
+    """The stages' options, as the command line gives them."""
+    return {
+        "pairs": list(args.pairs),
+        "methods": list(args.methods),
+        "seeds": list(args.seeds),
+        "epochs": args.epochs,
+        "teacher_epochs": args.teacher_epochs,
+        "fixed_tau": args.fixed_tau,
+        "workers": args.workers or len(args.seeds),
+        "threads": args.threads,
+        "tag": args.tag,
+        "no_kd_tag": args.no_kd_tag,
+        "runs_folder": os.path.join(
+            os.path.abspath(args.results_folder), "runs"
+        ),
+        "teacher_n_classes": args.teacher_n_classes,
+        "throughput_methods": list(args.throughput_methods),
+        "time_epoch": args.time_epoch,
+        "profile": args.profile,
+        "throughput_steps": args.throughput_steps,
+        "throughput_warmup": args.throughput_warmup,
+        "profile_steps": args.profile_steps,
+    }
+
+
+def _overrides(args):
+    """The recipe overrides of the command line: for every run, the
+    students, the teacher, and per pair."""
+    overrides = {
+        "override": parse_assignments(args.override, "--override"),
+        "student_override": parse_assignments(
+            args.student_override, "--student_override"
+        ),
+        "teacher_override": parse_assignments(
+            args.teacher_override, "--teacher_override"
+        ),
+        "pair_override": {},
+    }
+    for pair, item in args.pair_override:
+        overrides["pair_override"].setdefault(pair, {}).update(
+            parse_assignments([item], "--pair_override")
+        )
+    return overrides
 
 
 def run_summary(args, config, data_folder, n_speakers):

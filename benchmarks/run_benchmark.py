@@ -368,13 +368,7 @@ def main(argv=None):
         return 1 if run_jobs(argv[1]) else 0
     start = time.time()
     args = parse_args(argv)
-    for method in [*args.methods, *args.throughput_methods]:
-        method_overrides(method)
-    for pair in [*args.pairs, *(p for p, _ in args.pair_override)]:
-        if pair not in PAIRS:
-            raise ValueError(
-                f"unknown pair {pair!r}; choose from {', '.join(PAIRS)}"
-            )
+    _check_names(args)
     data_folder = os.path.abspath(args.data_folder)
     output_folder = os.path.abspath(args.output_folder)
     os.makedirs(output_folder, exist_ok=True)
@@ -390,32 +384,11 @@ def main(argv=None):
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     print(f"benchmark: {invocation}", flush=True)
-
-    cache = None
-    if not args.no_cache:
-        tic = time.perf_counter()
-        cache = build_audio_cache(
-            data_folder, cache_folder, num_workers=args.decode_workers
-        )
-        print(
-            f"audio cache: {len(cache)} files, "
-            f"{time.perf_counter() - tic:.1f} s",
-            flush=True,
-        )
+    cache = (
+        None if args.no_cache else _audio_cache(args, data_folder, cache_folder)
+    )
     prep_folder = os.path.join(output_folder, "prep")
-    base_paths = [t["path"] for t in lists if not t["extra"]]
-    with cached_audio(cache, recipe_modules()):
-        voxceleb_prepare.prepare_voxceleb(
-            data_folder,
-            prep_folder,
-            base_paths,
-            split_ratio=SPLIT_RATIO,
-            seg_dur=args.seg_dur,
-        )
-    train_csv = os.path.join(prep_folder, "train.csv")
-    with open(train_csv, newline="", encoding="utf-8") as fin:
-        train_speakers = {row["spk_id"] for row in csv.DictReader(fin)}
-    check_held_out(lists, data_folder, train_speakers)
+    train_speakers = _prepared_speakers(args, cache, lists, prep_folder)
     config = run_config(
         args,
         data_folder=data_folder,
@@ -423,12 +396,11 @@ def main(argv=None):
         cache_folder=cache_folder,
         lists=lists,
         prep_folder=prep_folder,
-        train_csv=train_csv,
+        train_csv=os.path.join(prep_folder, "train.csv"),
         n_speakers=len(train_speakers),
         invocation=invocation,
         start=start,
     )
-
     log_path = os.path.join(output_folder, INVOCATIONS_FILE)
     if args.report_only:
         teacher = read_json(
@@ -441,20 +413,7 @@ def main(argv=None):
         print("written: " + ", ".join(files), flush=True)
         return 0
 
-    failed = 0
-    teacher = None
-    throughput = []
-    if time.time() <= config["deadline"]:
-        with cached_audio(cache, recipe_modules()):
-            teacher = run_teacher(config)
-            if config["teacher_cache"]:
-                seconds = run_teacher_cache(config, teacher)
-                print(f"teacher cache: {seconds:.0f} s", flush=True)
-            throughput = run_throughput(config, teacher)
-        failed = run_students(config, teacher)
-    else:
-        print("past --stop_after before the teacher stage: nothing run")
-
+    failed, teacher, throughput = _run_stages(config, cache)
     invocation["wall_s"] = time.time() - start
     invocations = read_json(log_path) or []
     invocations.append(invocation)
@@ -465,6 +424,64 @@ def main(argv=None):
         files.append(archive_logs(output_folder, args.archive))
     print("written: " + ", ".join(files), flush=True)
     return 1 if failed else 0
+
+
+def _check_names(args):
+    """Refuses an unknown method or pair before any work."""
+    for method in [*args.methods, *args.throughput_methods]:
+        method_overrides(method)
+    for pair in [*args.pairs, *(p for p, _ in args.pair_override)]:
+        if pair not in PAIRS:
+            raise ValueError(
+                f"unknown pair {pair!r}; choose from {', '.join(PAIRS)}"
+            )
+
+
+def _audio_cache(args, data_folder, cache_folder):
+    """The corpus's decoded audio, built once (``audio_cache.py``)."""
+    tic = time.perf_counter()
+    cache = build_audio_cache(
+        data_folder, cache_folder, num_workers=args.decode_workers
+    )
+    print(
+        f"audio cache: {len(cache)} files, {time.perf_counter() - tic:.1f} s",
+        flush=True,
+    )
+    return cache
+
+
+def _prepared_speakers(args, cache, lists, prep_folder):
+    """Prepares the corpus (the recipe's preparation) and returns its
+    training speakers, checked to be held out of every trial list."""
+    data_folder = os.path.abspath(args.data_folder)
+    with cached_audio(cache, recipe_modules()):
+        voxceleb_prepare.prepare_voxceleb(
+            data_folder,
+            prep_folder,
+            [t["path"] for t in lists if not t["extra"]],
+            split_ratio=SPLIT_RATIO,
+            seg_dur=args.seg_dur,
+        )
+    train_csv = os.path.join(prep_folder, "train.csv")
+    with open(train_csv, newline="", encoding="utf-8") as fin:
+        train_speakers = {row["spk_id"] for row in csv.DictReader(fin)}
+    check_held_out(lists, data_folder, train_speakers)
+    return train_speakers
+
+
+def _run_stages(config, cache):
+    """The teacher, its cache, the throughput and the students, in order,
+    until ``--stop_after``; returns ``(failed runs, teacher, throughput)``."""
+    if time.time() > config["deadline"]:
+        print("past --stop_after before the teacher stage: nothing run")
+        return 0, None, []
+    with cached_audio(cache, recipe_modules()):
+        teacher = run_teacher(config)
+        if config["teacher_cache"]:
+            seconds = run_teacher_cache(config, teacher)
+            print(f"teacher cache: {seconds:.0f} s", flush=True)
+        throughput = run_throughput(config, teacher)
+    return run_students(config, teacher), teacher, throughput
 
 
 if __name__ == "__main__":

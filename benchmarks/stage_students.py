@@ -195,6 +195,80 @@ def run_jobs(spec_file):
     return failures
 
 
+def _student_job(config, teacher, pair, method, seed):
+    """A student run not done yet, as a worker's job; None when its run
+    file exists with the same arguments (refused with other ones)."""
+    run_tag = (
+        config.get("no_kd_tag", NO_KD_TAG)
+        if method in NO_KD_METHODS
+        else config.get("tag", "main")
+    )
+    folder = os.path.join(
+        config["output_folder"], "students", run_tag, pair, method, str(seed)
+    )
+    argv = student_argv(config, teacher, pair, method, seed, folder)
+    run_file = f"{run_tag}__{pair}__{method}__{seed}.json"
+    done = os.path.join(folder, RESULT_FILE)
+    if config.get("runs_folder") is not None:
+        done = os.path.join(config["runs_folder"], run_file)
+    if os.path.isfile(done):
+        with open(done, encoding="utf-8") as fin:
+            previous = json.load(fin)["argv"]
+        if checkout_relative(previous) != checkout_relative(argv):
+            raise ValueError(
+                f"{done} was trained with other settings "
+                f"({shlex.join(previous)}); every method must "
+                "share one budget: use another --output_folder"
+            )
+        return None
+    return {
+        "tag": run_tag,
+        "pair": pair,
+        "method": method,
+        "seed": seed,
+        "output_folder": folder,
+        "argv": argv,
+        "run_file": run_file,
+    }
+
+
+def _start_worker(config, jobs, log_dir, worker):
+    """Starts one worker process on its jobs (``--run_jobs``); returns the
+    process and its open log."""
+    # Per invocation: several invocations may share the output folder.
+    name = f"{config.get('tag', 'main')}_{os.getpid()}_worker{worker}"
+    spec_file = os.path.join(log_dir, f"{name}.json")
+    with open(spec_file, "w", encoding="utf-8") as fout:
+        json.dump(
+            {
+                "jobs": jobs,
+                "cache_folder": config["cache_folder"],
+                "lists": config["lists"],
+                "train_csv": config["train_csv"],
+                "deadline": config["deadline"],
+                "threads": config.get("threads"),
+                "runs_folder": config.get("runs_folder"),
+                "git_revision": config.get("git_revision"),
+                "hardware": config.get("hardware"),
+            },
+            fout,
+            indent=2,
+        )
+    log = open(os.path.join(log_dir, f"{name}.log"), "a", encoding="utf-8")
+    script = str(BENCH_DIR / "run_benchmark.py")
+    env = dict(os.environ)
+    if config.get("threads"):
+        env["OMP_NUM_THREADS"] = str(config["threads"])
+    process = subprocess.Popen(
+        [sys.executable, script, "--run_jobs", spec_file],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+    )
+    return process, log
+
+
 def run_students(config, teacher):
     """Starts the worker processes on the student runs not done yet.
 
@@ -223,95 +297,22 @@ def run_students(config, teacher):
     ...               "methods": [], "seeds": []}, teacher={})
     0
     """
-    jobs = []
-    tag = config.get("tag", "main")
-    runs_folder = config.get("runs_folder")
-    for pair in config["pairs"]:
-        for method in config["methods"]:
-            run_tag = (
-                config.get("no_kd_tag", NO_KD_TAG)
-                if method in NO_KD_METHODS
-                else tag
-            )
-            for seed in config["seeds"]:
-                folder = os.path.join(
-                    config["output_folder"],
-                    "students",
-                    run_tag,
-                    pair,
-                    method,
-                    str(seed),
-                )
-                argv = student_argv(config, teacher, pair, method, seed, folder)
-                run_file = f"{run_tag}__{pair}__{method}__{seed}.json"
-                done = os.path.join(folder, RESULT_FILE)
-                if runs_folder is not None:
-                    done = os.path.join(runs_folder, run_file)
-                if os.path.isfile(done):
-                    with open(done, encoding="utf-8") as fin:
-                        previous = json.load(fin)["argv"]
-                    if checkout_relative(previous) != checkout_relative(argv):
-                        raise ValueError(
-                            f"{done} was trained with other settings "
-                            f"({shlex.join(previous)}); every method must "
-                            "share one budget: use another --output_folder"
-                        )
-                    continue
-                jobs.append(
-                    {
-                        "tag": run_tag,
-                        "pair": pair,
-                        "method": method,
-                        "seed": seed,
-                        "output_folder": folder,
-                        "argv": argv,
-                        "run_file": run_file,
-                    }
-                )
+    jobs = [
+        job
+        for pair in config["pairs"]
+        for method in config["methods"]
+        for seed in config["seeds"]
+        if (job := _student_job(config, teacher, pair, method, seed))
+    ]
     if not jobs:
         return 0
     log_dir = os.path.join(config["output_folder"], "logs")
     os.makedirs(log_dir, exist_ok=True)
     n_workers = max(1, min(config["workers"], len(jobs)))
-    processes = []
-    for worker in range(n_workers):
-        # Per invocation: several invocations may share the output folder.
-        name = f"{tag}_{os.getpid()}_worker{worker}"
-        spec_file = os.path.join(log_dir, f"{name}.json")
-        with open(spec_file, "w", encoding="utf-8") as fout:
-            json.dump(
-                {
-                    "jobs": jobs[worker::n_workers],
-                    "cache_folder": config["cache_folder"],
-                    "lists": config["lists"],
-                    "train_csv": config["train_csv"],
-                    "deadline": config["deadline"],
-                    "threads": config.get("threads"),
-                    "runs_folder": runs_folder,
-                    "git_revision": config.get("git_revision"),
-                    "hardware": config.get("hardware"),
-                },
-                fout,
-                indent=2,
-            )
-        log = open(os.path.join(log_dir, f"{name}.log"), "a", encoding="utf-8")
-        script = str(BENCH_DIR / "run_benchmark.py")
-        command = [sys.executable, script, "--run_jobs", spec_file]
-        env = dict(os.environ)
-        if config.get("threads"):
-            env["OMP_NUM_THREADS"] = str(config["threads"])
-        processes.append(
-            (
-                subprocess.Popen(
-                    command,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=REPO,
-                    env=env,
-                ),
-                log,
-            )
-        )
+    processes = [
+        _start_worker(config, jobs[worker::n_workers], log_dir, worker)
+        for worker in range(n_workers)
+    ]
     failed = 0
     for process, log in processes:
         failed += process.wait() != 0

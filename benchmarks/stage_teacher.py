@@ -62,6 +62,29 @@ def run_teacher(config):
         with open(info_path, "w", encoding="utf-8") as fout:
             json.dump(info, fout, indent=2)
         return info
+    info, settings, device = _fine_tune_teacher(config, teacher_out)
+    encoder = pretrained.load_pretrained_encoder(
+        config["teacher_source"], device
+    )
+    info["zero_shot"] = score_lists(
+        pretrained.pretrained_encode_fn(encoder),
+        config["lists"],
+        os.path.join(teacher_out, "zero_shot"),
+        config["train_csv"],
+        settings,
+        device,
+    )
+    del encoder
+    free_memory()
+    with open(info_path, "w", encoding="utf-8") as fout:
+        json.dump(info, fout, indent=2)
+    return info
+
+
+def _fine_tune_teacher(config, teacher_out):
+    """Runs ``train_teacher.py`` (a new head on the corpus's speakers) and
+    scores it on the extra lists too; returns the teacher's facts, the
+    scoring settings of its run and its device."""
     overrides = dict(
         config["common"],
         teacher_source=config["teacher_source"],
@@ -113,22 +136,7 @@ def run_teacher(config):
     }
     del brain, hparams
     free_memory()
-    encoder = pretrained.load_pretrained_encoder(
-        config["teacher_source"], device
-    )
-    info["zero_shot"] = score_lists(
-        pretrained.pretrained_encode_fn(encoder),
-        config["lists"],
-        os.path.join(teacher_out, "zero_shot"),
-        config["train_csv"],
-        settings,
-        device,
-    )
-    del encoder
-    free_memory()
-    with open(info_path, "w", encoding="utf-8") as fout:
-        json.dump(info, fout, indent=2)
-    return info
+    return info, settings, device
 
 
 def score_teacher_as_is(config, teacher_out):

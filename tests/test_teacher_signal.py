@@ -4,7 +4,6 @@ an augmented teacher cache."""
 
 import csv
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from speechbrain_trkd.teacher_signal import (
     posterior_statistics,
     signal_rows,
 )
+from speechbrain_trkd.training_run import run_script
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes/VoxCeleb/TRKD"
 
@@ -71,9 +71,6 @@ def test_kd_ratio_is_the_weighted_term_over_the_aam_loss():
 def test_the_script_reports_a_recipe_teacher(recipe_runner, tmp_path, cached):
     """teacher_signal.py on the generated corpus writes one row per
     (T, margin), with sane figures, a table and a figure."""
-    sys.path.insert(0, str(RECIPE_DIR))
-    import teacher_signal
-
     row = next(r for r in RECIPE_ROWS if row_id(r) == "ecapa_to_small")
     argv = [
         str(RECIPE_DIR.parents[2] / row["Hparam_file"]),
@@ -90,7 +87,7 @@ def test_the_script_reports_a_recipe_teacher(recipe_runner, tmp_path, cached):
             "--teacher_cache_augment=True",
             "--wav_augment=null",
         ]
-    rows = teacher_signal.main(argv)
+    rows = run_script(RECIPE_DIR / "teacher_signal.py", argv)["rows"]
     assert [(r["temperature"], r["margin"]) for r in rows] == [
         (1.0, 0.0),
         (3.0, 0.0),

@@ -16,7 +16,7 @@ To run, with the distillation's own hparams file and overrides::
 
     python teacher_signal.py hparams/ecapa_to_small.yaml \\
         --data_folder=/path/to/corpus --teacher_source=<teacher folder> \\
-        --teacher_n_classes=450 --teacher_cache=<cache folder> \\
+        --teacher_cache=<cache folder> \\
         --signal_temperatures=[1,2,3,4] --signal_margins=[0,0.2]
 
 It writes ``teacher_signal.md``, ``.csv`` and ``.png`` in
@@ -50,6 +50,7 @@ from speechbrain_trkd.teacher_signal import (
     plot_signal,
     signal_rows,
 )
+from speechbrain_trkd.training_run import with_teacher_sizes
 
 
 def signal_parser():
@@ -210,20 +211,14 @@ def write_report(rows, taus, folder, header):
     return text
 
 
-def main(argv):
-    """Runs the report; returns its rows.
-
-    Arguments
-    ---------
-    argv : list of str
-        ``[hparams_file, --key=value ...]`` with the ``--signal_*`` options.
-    """
-    options, rest = signal_parser().parse_known_args(argv)
+if __name__ == "__main__":
+    options, rest = signal_parser().parse_known_args(sys.argv[1:])
     temperatures = number_list(
         options.signal_temperatures, "--signal_temperatures"
     )
     margins = number_list(options.signal_margins, "--signal_margins")
     hparams_file, run_opts, overrides = sb.parse_arguments(rest)
+    overrides = with_teacher_sizes(hparams_file, overrides)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     taus = (
@@ -306,8 +301,3 @@ def main(argv):
         hparams["output_folder"], "teacher_signal"
     )
     print(write_report(rows, taus, folder, header))
-    return rows
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -18,9 +18,9 @@ Two uses, one script:
     python train_teacher.py hparams/resnet_teacher.yaml --data_folder=...
 
 The result (``export_folder``: hyperparams.yaml, embedding_model.ckpt,
-classifier.ckpt, label_encoder.txt, README.md) is a teacher that
+classifier.ckpt, the label encoder, README.md) is a teacher that
 ``train_trkd.py`` loads through the same ``Pretrainer`` path as the Hub
-model: ``--teacher_source=<export_folder> --teacher_n_classes=<speakers>``.
+model, sized from its weights: ``--teacher_source=<export_folder>``.
 The teacher's EER on the verification lists is reported and saved.
 
 Authors

@@ -12,10 +12,11 @@ To run::
 
     python train_trkd.py hparams/ecapa_to_small.yaml --data_folder=/path/to/vox
 
-With a local teacher folder (e.g. one fine-tuned by ``train_teacher.py``)::
+With a local teacher folder (e.g. one fine-tuned by ``train_teacher.py``;
+its sizes are read from its weights)::
 
     python train_trkd.py hparams/ecapa_to_small.yaml --data_folder=... \\
-        --teacher_source=results/teacher/openspk --teacher_n_classes=450
+        --teacher_source=results/teacher/ecapa1024-finetuned/1986/export
 
 Authors
  * speechbrain-trkd developers 2026
