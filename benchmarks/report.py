@@ -11,6 +11,7 @@ import os
 import statistics
 from pathlib import Path
 
+import pandas as pd
 from bench_config import (
     DET_BACKEND,
     DET_FILE,
@@ -30,15 +31,6 @@ from paired_reading import (
 from speechbrain_trkd.markdown import markdown_table
 from speechbrain_trkd.plots import det_points, plot_det
 from speechbrain_trkd.trials import read_scores
-
-
-def _mean_std(values):
-    """Mean and sample standard deviation (NaN for a single value)."""
-    if any(math.isnan(v) for v in values):
-        return float("nan"), float("nan")
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return mean, std
 
 
 def aggregate(runs, teacher=None):
@@ -85,32 +77,41 @@ def aggregate(runs, teacher=None):
                     row[f"{metric}_mean"] = values[metric]
                     row[f"{metric}_std"] = float("nan")
                 rows.append(row)
-    groups = {}
-    for run in runs:
-        key = (
-            run.get("tag", "main"),
-            run["pair"],
-            run["method"],
-            run["list"],
-            run["backend"],
-        )
-        groups.setdefault(key, []).append(run)
-    for (tag, pair, method, list_name, backend), group in groups.items():
-        row = {
-            "tag": tag,
-            "pair": pair,
-            "method": method,
-            "list": list_name,
-            "backend": backend,
-            "seeds": len(group),
-        }
-        for metric in (*METRICS, "train_s", "params_M", "mean_conf_size"):
-            values = [r.get(metric, float("nan")) for r in group]
-            mean, std = _mean_std(values)
-            row[f"{metric}_mean"] = mean
-            row[f"{metric}_std"] = std
+    if not runs:
+        return rows
+    frame = pd.DataFrame(runs)
+    frame["tag"] = frame["tag"].fillna("main") if "tag" in frame else "main"
+    metrics = [*METRICS, "train_s", "params_M", "mean_conf_size"]
+    frame = frame.reindex(columns=[*GROUP_KEYS, *metrics])
+    grouped = frame.groupby(GROUP_KEYS, sort=False)[metrics]
+    means, stds = grouped.agg(_mean), grouped.agg(_std)
+    seeds = grouped.size()
+    for key in means.index:
+        row = dict(zip(GROUP_KEYS, key, strict=True), seeds=int(seeds[key]))
+        for metric in metrics:
+            row[f"{metric}_mean"] = float(means.at[key, metric])
+            row[f"{metric}_std"] = float(stds.at[key, metric])
         rows.append(row)
     return rows
+
+
+# The columns that name one aggregated row.
+GROUP_KEYS = ["tag", "pair", "method", "list", "backend"]
+
+
+# statistics' mean and standard deviation, exactly rounded (numpy's sum is
+# not: the standard deviation of three equal parameter counts came out as
+# 1.4e-16); a NaN (a run without the figure) makes the group's figure NaN.
+def _mean(values):
+    """The exactly rounded mean, NaN when a value is."""
+    return math.nan if values.isna().any() else statistics.fmean(values)
+
+
+def _std(values):
+    """The sample standard deviation, NaN for one value or a NaN."""
+    if values.isna().any() or len(values) < 2:
+        return math.nan
+    return statistics.stdev(values)
 
 
 def speed_ratios(throughput, comparisons=SPEED_COMPARISONS["gpu"]):
