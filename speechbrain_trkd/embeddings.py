@@ -30,23 +30,32 @@ def _read_mono(path, sample_rate):
     return signal.mean(dim=0)
 
 
-def _consecutive_batches(num_frames, batch_size, max_batch_frames=None):
-    """Groups consecutive utterances, sorted longest first, into batches.
+def _equal_length_batches(num_frames, batch_size, max_batch_frames=None):
+    """Groups consecutive utterances of equal length (sorted longest first)
+    into batches, so that no batch pads an utterance.
 
-    A batch closes at ``batch_size`` utterances or when its padded size
-    (utterances times its first, longest one) would exceed
+    A batch closes at ``batch_size`` utterances, at an utterance of another
+    length, or when its audio (utterances times their length) would exceed
     ``max_batch_frames``.
+
+    Example
+    -------
+    >>> _equal_length_batches([5, 5, 5, 4, 3, 3], batch_size=2)
+    [[0, 1], [2], [3], [4, 5]]
     """
-    # Kept over DynamicBatchSampler: at 8 per batch and 240 s, its buckets
-    # pad 1,598 of the 1,773 openspk dev utterances otherwise, and padding
-    # moves Hub ECAPA embeddings (1 - cos up to 2.8e-3).
+    # Padding moves embeddings: a padded batch of 8 changed ECAPA scores on
+    # openspk dev by up to 2.8e-3 (1 - cosine) and demo EERs by 0.28 points,
+    # so the EER would depend on the batch size. An utterance of its own
+    # length is embedded alone (or with others of the same length).
     batches = []
     for index in range(len(num_frames)):
         if batches:
             batch = batches[-1]
-            padded = (len(batch) + 1) * num_frames[batch[0]]
-            if len(batch) < batch_size and (
-                max_batch_frames is None or padded <= max_batch_frames
+            total = (len(batch) + 1) * num_frames[batch[0]]
+            if (
+                len(batch) < batch_size
+                and num_frames[index] == num_frames[batch[0]]
+                and (max_batch_frames is None or total <= max_batch_frames)
             ):
                 batch.append(index)
                 continue
@@ -63,14 +72,16 @@ def compute_embeddings(
     max_batch_seconds=None,
     num_workers=0,
 ):
-    """Embeddings of whole utterances, batched by length.
+    """Embeddings of whole utterances, each at its own length.
 
     Files are read with ``speechbrain.dataio.audio_io`` (multi-channel files
     are averaged to mono) through a ``DynamicItemDataset`` sorted by length,
     longest first (from the file headers; equal lengths in input order),
-    batched by ``make_dataloader`` into ``PaddedBatch`` objects (zeros up to
-    the longest of each batch, relative lengths), passed to ``encode_fn``
-    under ``torch.no_grad``. The caller puts the model in eval mode.
+    batched by ``make_dataloader`` from utterances of equal length only, so
+    that no utterance is padded and an embedding does not depend on the
+    batch (``batch_size`` bounds a batch of equal lengths), and passed to
+    ``encode_fn`` under ``torch.no_grad``. The caller puts the model in eval
+    mode.
 
     Arguments
     ---------
@@ -80,16 +91,15 @@ def compute_embeddings(
     wav_paths : list of str
         Audio files, one per utterance.
     batch_size : int
-        Utterances per batch at most.
+        Utterances of equal length per batch at most.
     device : str or torch.device, optional
         Where the batches are sent (the model's device); by default the
         accelerator when there is one, else the CPU.
     sample_rate : int
         Expected sample rate; a file at another rate raises an error.
     max_batch_seconds : float, optional
-        Cap on the padded audio of a batch (utterances times the longest
-        one), bounding memory for long utterances; a single longer utterance
-        still forms a batch of its own.
+        Cap on the audio of a batch (utterances times their length); a
+        single longer utterance still forms a batch of its own.
     num_workers : int
         DataLoader worker processes that read audio.
 
@@ -143,7 +153,7 @@ def compute_embeddings(
     num_frames = [-dataset.data[i]["minus_frames"] for i in dataset.data_ids]
     loader = make_dataloader(
         dataset,
-        batch_sampler=_consecutive_batches(
+        batch_sampler=_equal_length_batches(
             num_frames, batch_size, max_batch_frames
         ),
         num_workers=num_workers,

@@ -6,10 +6,12 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import contextlib
 import hashlib
 import io
 import os
 import shutil
+import tempfile
 
 import ruamel.yaml
 import torch
@@ -181,7 +183,9 @@ def export_model(
     inference_values : dict
         Top-level template values (architecture sizes).
     export_folder : str
-        Where to write; created if needed, files replaced atomically.
+        Where to write: a new folder, or one whose files are replaced as a
+        whole (written beside it, then swapped in; other files it holds
+        are kept).
     card_info : dict
         Passed to ``model_card``; its ``model`` facts are filled in
         (``model_facts``). A card edited since the last export is kept
@@ -220,35 +224,62 @@ def export_model(
     torch.Size([1, 1, 192])
     """
     export_folder = os.path.abspath(export_folder)
-    os.makedirs(export_folder, exist_ok=True)
     if not os.path.isabs(inference_hparams):
         inference_hparams = os.path.join(RECIPE_HPARAMS, inference_hparams)
     with open(inference_hparams, encoding="utf-8") as fin:
         template = fin.read()
-    atomic_write(
-        os.path.join(export_folder, "hyperparams.yaml"),
-        folder_hparams(template, inference_values).encode(),
-    )
     card = dict(
         card_info,
         model=model_facts(embedding_model, classifier, inference_values),
     )
-    write_card(export_folder, model_card(card))
-    for name, module in (
-        ("embedding_model.ckpt", embedding_model),
-        ("classifier.ckpt", classifier),
-    ):
-        tmp = os.path.join(export_folder, name + ".tmp")
-        torch.save(module.state_dict(), tmp)
-        os.replace(tmp, os.path.join(export_folder, name))
-    # label_encoder.txt is the Hub speaker models' name (what a teacher
-    # folder is read by); label_encoder.ckpt the one from_hparams looks for.
-    for name in ("label_encoder.txt", "label_encoder.ckpt"):
-        tmp = os.path.join(export_folder, name + ".tmp")
-        shutil.copyfile(label_encoder_file, tmp)
-        os.replace(tmp, os.path.join(export_folder, name))
+    with _replaced_folder(export_folder) as folder:
+        with open(os.path.join(folder, "hyperparams.yaml"), "w") as fout:
+            fout.write(folder_hparams(template, inference_values))
+        write_card(folder, model_card(card))
+        torch.save(
+            embedding_model.state_dict(),
+            os.path.join(folder, "embedding_model.ckpt"),
+        )
+        torch.save(
+            classifier.state_dict(), os.path.join(folder, "classifier.ckpt")
+        )
+        # label_encoder.txt is the Hub speaker models' name (what a teacher
+        # folder is read by); label_encoder.ckpt the one from_hparams reads.
+        for name in ("label_encoder.txt", "label_encoder.ckpt"):
+            shutil.copyfile(label_encoder_file, os.path.join(folder, name))
     logger.info("Exported the model to %s", export_folder)
     return export_folder
+
+
+@contextlib.contextmanager
+def _replaced_folder(folder):
+    """A staging copy of ``folder`` (empty if there is none) that replaces
+    it when the block ends, and is deleted if the block fails: the folder
+    is then either the old one, untouched, or the whole new one (a full
+    disk left a half-written folder and a ``.tmp`` file before)."""
+    parent = os.path.dirname(folder)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(
+        prefix=f".{os.path.basename(folder)}.", dir=parent
+    )
+    try:
+        if os.path.isdir(folder):  # earlier files (ONNX, an edited card)
+            shutil.copytree(folder, staging, dirs_exist_ok=True)
+        yield staging
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise OSError(
+                error.errno,
+                f"exporting to {folder} failed ({error.strerror or error}); "
+                "the folder is as it was",
+            ) from error
+        raise
+    old = f"{staging}.old"
+    if os.path.isdir(folder):
+        os.rename(folder, old)
+    os.rename(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def model_facts(embedding_model, classifier, sizes):

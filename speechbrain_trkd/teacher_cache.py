@@ -560,10 +560,17 @@ class TeacherCache:
         with open(os.path.join(folder, SEGMENTS_FILE), encoding="utf-8") as fin:
             self.segment_ids = fin.read().splitlines()
         self._rows = {sid: row for row, sid in enumerate(self.segment_ids)}
-        self._embeddings = np.load(
-            os.path.join(folder, EMBEDDINGS_FILE), mmap_mode="r"
-        )
-        self._offsets = np.load(os.path.join(folder, OFFSETS_FILE))
+        try:
+            self._embeddings = np.load(
+                os.path.join(folder, EMBEDDINGS_FILE), mmap_mode="r"
+            )
+            self._offsets = np.load(os.path.join(folder, OFFSETS_FILE))
+        except (OSError, ValueError) as error:  # truncated, or not an array
+            raise ValueError(
+                f"teacher cache {folder}: its arrays ({EMBEDDINGS_FILE}, "
+                f"{OFFSETS_FILE}) cannot be read ({error}); the cache is "
+                "damaged: delete the folder to build it again"
+            ) from error
         n, views = len(self.segment_ids), self.manifest["views"]
         shape = (n, views, self.manifest["emb_dim"])
         if self._embeddings.shape != shape or self._offsets.shape[:2] != (

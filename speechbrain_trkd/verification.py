@@ -291,7 +291,7 @@ def evaluate_verification(
     sample_rate : int
         Sample rate the encoder expects.
     max_batch_seconds : float, optional
-        Cap on the padded audio per batch.
+        Cap on the audio per batch (utterances of equal length).
     num_workers : int
         Audio-reading worker processes.
     p_targets : tuple of float

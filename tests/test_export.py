@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from recipe_runner import RECIPE_ROWS, REPO, row_id
 from speechbrain.dataio.encoder import CategoricalEncoder
@@ -149,3 +150,29 @@ def test_a_recipe_file_other_than_the_run_is_refused_naming_the_key(
     assert "student_channels: 16 -> 512" in result.stderr
     assert f"export_student.py {run}" in result.stderr
     assert "size mismatch" not in result.stderr
+
+
+def test_a_failed_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    """A full disk half-way through an export (the second weights file)
+    leaves the earlier export untouched and nothing beside it; before, it
+    left a .tmp file and a folder of new and old files."""
+    labels = CategoricalEncoder()
+    labels.update_from_iterable(["spk1", "spk2"])
+    labels.save(tmp_path / "label_encoder.txt")
+    folder = tmp_path / "exports" / "student"
+    _export(folder, tmp_path / "label_encoder.txt")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    saves, real_save = [], torch.save
+
+    def full_disk(state, path):
+        saves.append(path)
+        if len(saves) == 2:
+            raise OSError(28, "No space left on device")
+        real_save(state, path)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="the folder is as it was"):
+        _export(folder, tmp_path / "label_encoder.txt", channels=16)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in folder.parent.iterdir()] == ["student"]

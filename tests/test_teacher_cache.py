@@ -485,6 +485,25 @@ def test_unknown_segment_is_named(tmp_path):
         cache.row("spk9/s/u9")
 
 
+def test_a_truncated_cache_array_is_named(tmp_path):
+    """A finished cache whose embeddings file was cut short is refused,
+    naming the folder and the files (it was a raw "mmap length is greater
+    than file size")."""
+    from speechbrain_trkd.teacher_cache import EMBEDDINGS_FILE, TeacherCache
+
+    teacher = make_teacher()
+    segments, audio = make_segments(2)
+    build(tmp_path, teacher, segments, audio)
+    path = tmp_path / EMBEDDINGS_FILE
+    path.write_bytes(path.read_bytes()[:-16])
+    with pytest.raises(
+        ValueError,
+        match=rf"{tmp_path}.*{EMBEDDINGS_FILE}.*"
+        "damaged: delete the folder",
+    ):
+        TeacherCache(str(tmp_path))
+
+
 def recipe_row(stem):
     """The recipe test row of an hparams file."""
     return next(r for r in RECIPE_ROWS if row_id(r) == stem)
