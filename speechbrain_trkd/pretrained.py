@@ -19,6 +19,7 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import csv
 import os
 
 import torch
@@ -599,6 +600,56 @@ def load_teacher(
         ) from error
     teacher.set_class_index(index)
     return teacher
+
+
+def check_teacher_speakers(pretrainer, revision, train_csv, source):
+    """Raises, before a teacher cache is built, unless the teacher knows
+    every training speaker of ``train_csv`` (``load_teacher`` would refuse
+    it only after the whole cache was built).
+
+    Arguments
+    ---------
+    pretrainer : speechbrain.utils.parameter_transfer.Pretrainer
+        Collects the teacher's files (hparam ``pretrainer``).
+    revision : str or None
+        The pinned Hub revision (``teacher_revision``).
+    train_csv : str
+        The training CSV (column ``spk_id``).
+    source : str
+        The teacher's Hub id or folder, for the message.
+
+    Example
+    -------
+    >>> import csv, tempfile
+    >>> pretrainer, _ = _example_teacher()  # knows speakers a, b
+    >>> train_csv = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> with open(train_csv, "w", newline="") as fout:
+    ...     csv.writer(fout).writerows([["ID", "spk_id"], ["u1", "b"]])
+    >>> check_teacher_speakers(pretrainer, None, train_csv, "t")
+    >>> with open(train_csv, "a", newline="") as fout:
+    ...     _ = csv.writer(fout).writerow(["u2", "z"])
+    >>> check_teacher_speakers(pretrainer, None, train_csv, "t")
+    Traceback (most recent call last):
+    ...
+    ValueError: ... The teacher t does not know these training speakers...
+    """
+    collect_pinned(pretrainer, revision)
+    teacher_encoder = CategoricalEncoder()
+    teacher_encoder.load(
+        os.path.join(pretrainer.collect_in, "label_encoder.ckpt")
+    )
+    with open(train_csv, newline="", encoding="utf-8") as fin:
+        speakers = sorted({row["spk_id"] for row in csv.DictReader(fin)})
+    students = CategoricalEncoder()
+    students.update_from_iterable(speakers)
+    try:
+        class_index_map(teacher_encoder, students)
+    except ValueError as error:
+        raise ValueError(
+            f"{error.args[0]} (in {train_csv}). The teacher {source} does "
+            "not know these training speakers: fine-tune a head for them "
+            "with train_teacher.py and distil from its output folder."
+        ) from error
 
 
 def backbone_embedder(

@@ -7,6 +7,7 @@ import importlib.util
 import math
 import os
 import pathlib
+import re
 import shutil
 import threading
 
@@ -509,14 +510,44 @@ def test_a_changed_corpus_is_prepared_again(corpus, tmp_path):
     copy = tmp_path / "corpus"
     shutil.copytree(corpus.folder, copy)
     trials = str(copy / "trials" / "O.txt")
-    first = prep.prepare_voxceleb(str(copy), str(tmp_path / "p"), trials)
+    first = prep.prepare_voxceleb(
+        str(copy), str(tmp_path / "p"), trials, split_ratio=[75, 25]
+    )
     gone = corpus.train_speakers[0]
     assert gone in {r["spk_id"] for r in _read(first["train"])}
     shutil.rmtree(copy / "wav" / gone)
-    again = prep.prepare_voxceleb(str(copy), str(tmp_path / "p"), trials)
+    again = prep.prepare_voxceleb(
+        str(copy), str(tmp_path / "p"), trials, split_ratio=[75, 25]
+    )
     assert gone not in {r["spk_id"] for r in _read(again["train"])}
     extra = copy / "wav" / gone / "ses01"
     extra.mkdir(parents=True)
     shutil.copy(next((copy / "wav").rglob("*.wav")), extra / "00001.wav")
-    back = prep.prepare_voxceleb(str(copy), str(tmp_path / "p"), trials)
+    back = prep.prepare_voxceleb(
+        str(copy), str(tmp_path / "p"), trials, split_ratio=[75, 25]
+    )
     assert gone in {r["spk_id"] for r in _read(back["train"])}
+
+
+def test_a_corpus_too_small_for_the_split_is_named_at_preparation(
+    corpus, tmp_path
+):
+    """Four segments per speaker and a 10 % dev share leave dev empty: the
+    preparation says so with the counts and a split_ratio that works (it
+    was "dev.csv has no rows" when the training data was loaded)."""
+    with pytest.raises(
+        ValueError,
+        match=r"dev split is empty.*at most \d+ "
+        r"per speaker.*--split_ratio=\[\d+, \d+\]",
+    ) as error:
+        prep.prepare_voxceleb(
+            corpus.folder, str(tmp_path / "p"), corpus.trial_file
+        )
+    ratio = re.search(r"--split_ratio=\[(\d+), (\d+)\]", str(error.value))
+    paths = prep.prepare_voxceleb(
+        corpus.folder,
+        str(tmp_path / "p"),
+        corpus.trial_file,
+        split_ratio=[int(ratio[1]), int(ratio[2])],
+    )
+    assert _read(paths["dev"])

@@ -540,6 +540,35 @@ def test_recipe_distils_from_a_cache_then_reuses_it(recipe_runner, tmp_path):
     assert "pass --wav_augment=null" in log.read_text()
 
 
+def test_a_teacher_of_other_speakers_is_refused_before_its_cache(
+    recipe_runner, tmp_path
+):
+    """A teacher that knows none of the training speakers stops the run
+    before the cache is built (it used to fail only after the build)."""
+    row = recipe_row("ecapa_to_small")
+    recipe_runner.run(row)  # prepares the corpus
+    prep = Path(recipe_runner.values["prep_folder"])
+    for split in ("train", "dev"):
+        text = (prep / f"{split}.csv").read_text().replace(",spk0", ",other0")
+        (tmp_path / f"{split}.csv").write_text(text)
+    cache = tmp_path / "teacher_cache"
+    with pytest.raises(pytest.fail.Exception):
+        recipe_runner.run(
+            row,
+            name="cache_other_speakers",
+            extra_flags=(
+                f"--teacher_cache={cache}",
+                "--wav_augment=null",
+                "--skip_prep=True",
+                f"--train_annotation={tmp_path / 'train.csv'}",
+                f"--valid_annotation={tmp_path / 'dev.csv'}",
+            ),
+        )
+    log = recipe_runner.root / "cache_other_speakers" / "log.txt"
+    assert "does not know these training speakers" in log.read_text()
+    assert not (cache / "embeddings.npy").exists()
+
+
 def test_teacher_head_trains_from_a_cache(recipe_runner, tmp_path):
     """train_teacher.py fine-tunes a head on a frozen backbone from the
     cache, and exports a teacher."""

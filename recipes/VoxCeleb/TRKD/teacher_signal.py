@@ -44,7 +44,11 @@ from speechbrain_trkd.corpus_cache import (
     open_teacher_cache,
 )
 from speechbrain_trkd.data import dataio_prep
-from speechbrain_trkd.pretrained import load_teacher, teacher_embedder
+from speechbrain_trkd.pretrained import (
+    check_teacher_speakers,
+    load_teacher,
+    teacher_embedder,
+)
 from speechbrain_trkd.teacher_signal import (
     format_signal_table,
     plot_signal,
@@ -235,6 +239,14 @@ if __name__ == "__main__":
     cache = None
     cache_augment = hparams["cache_view_augment"]
     if hparams["teacher_cache"]:
+        # A teacher that cannot align to the training speakers is refused
+        # before its cache is built.
+        check_teacher_speakers(
+            hparams["pretrainer"],
+            hparams["teacher_revision"],
+            hparams["train_annotation"],
+            hparams["teacher_source"],
+        )
         cache = open_teacher_cache(
             hparams["teacher_cache"],
             [hparams["train_annotation"], hparams["valid_annotation"]],

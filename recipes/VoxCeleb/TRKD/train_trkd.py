@@ -41,7 +41,11 @@ from speechbrain_trkd.corpus_cache import (
 from speechbrain_trkd.data import build_wav_augment, dataio_prep
 from speechbrain_trkd.evaluation import score_encoder, student_encoder
 from speechbrain_trkd.export import export_model, student_card
-from speechbrain_trkd.pretrained import load_teacher, teacher_embedder
+from speechbrain_trkd.pretrained import (
+    check_teacher_speakers,
+    load_teacher,
+    teacher_embedder,
+)
 from speechbrain_trkd.training_plots import write_training_plots
 from speechbrain_trkd.training_run import training_run
 
@@ -74,6 +78,15 @@ if __name__ == "__main__":
         cache_augment = hparams["cache_view_augment"]
         if hparams["teacher_cache"]:
             refuse_augmented_cache(wav_augment)
+            # A teacher that cannot align to the training speakers is refused
+            # before its cache is built.
+            if hparams["kd_loss"].distils:
+                check_teacher_speakers(
+                    hparams["pretrainer"],
+                    hparams["teacher_revision"],
+                    hparams["train_annotation"],
+                    hparams["teacher_source"],
+                )
             cache = open_teacher_cache(
                 hparams["teacher_cache"],
                 [hparams["train_annotation"], hparams["valid_annotation"]],

@@ -154,7 +154,7 @@ def prepare_voxceleb(
     ...     trials_per_utterance=1)
     >>> paths = prepare_voxceleb(
     ...     corpus.folder, os.path.join(tmp, "prep"), corpus.trial_file,
-    ...     seg_dur=1.0)
+    ...     seg_dur=1.0, split_ratio=[75, 25])
     >>> sorted(paths)
     ['dev', 'enrol', 'test', 'train']
     >>> open(paths["enrol"]).readline().strip()
@@ -243,12 +243,51 @@ def _write_training_csvs(
         options["random_seed"],
         sample_rate,
     )
+    if "dev" in paths and not rows[1] and options["split_ratio"][1] > 0:
+        raise ValueError(_empty_dev_message(rows[0], options))
     for split, split_rows in zip(("train", "dev"), rows, strict=True):
         if split in paths:
             _write_csv(paths[split], split_rows)
     logger.info(
         f"{len(by_speaker)} training speakers: {len(rows[0])} train "
         f"and {len(rows[1])} dev segments"
+    )
+
+
+def _empty_dev_message(train_rows, options):
+    """Why the dev split is empty although split_ratio asks for one, with
+    the counts and the values that work.
+
+    Example
+    -------
+    >>> rows = [["a", "", "", 0, 1, "s1"], ["b", "", "", 0, 1, "s1"]]
+    >>> print(_empty_dev_message(rows, {"split_ratio": [90.0, 10.0],
+    ...                                 "seg_dur": 3.0}))
+    The dev split is empty: 2 segments of 3.0 s from 1 training speakers,
+    at most 2 per speaker, and split_ratio [90.0, 10.0] gives a speaker a
+    dev segment from 5 segments on. Give --split_ratio=[75, 25], or a
+    shorter --seg_dur for more segments.
+    """
+    per_speaker = {}
+    for row in train_rows:
+        per_speaker[row[5]] = per_speaker.get(row[5], 0) + 1
+    most = max(per_speaker.values(), default=0)
+    ratio = options["split_ratio"]
+    dev_share = ratio[1] / sum(ratio)
+    needed = math.ceil(0.5 / dev_share)
+    if most >= 2:
+        dev = math.ceil(50 / most)
+        advice = f"Give --split_ratio=[{100 - dev}, {dev}], or a shorter "
+    else:
+        advice = (
+            "A speaker needs 2 segments to give one to dev: give a shorter "
+        )
+    return (
+        f"The dev split is empty: {len(train_rows)} segments of "
+        f"{options['seg_dur']} s from {len(per_speaker)} training speakers, "
+        f"at most {most} per speaker, and split_ratio {ratio} gives a "
+        f"speaker a dev segment from {needed} segments on. {advice}"
+        "--seg_dur for more segments."
     )
 
 
