@@ -63,6 +63,36 @@ def _equal_length_batches(num_frames, batch_size, max_batch_frames=None):
     return batches
 
 
+def _encode(encode_fn, wavs, wav_lens, max_chunk_frames=None):
+    """``encode_fn`` on a batch of equal lengths as ``[B, D]``; beyond
+    ``max_chunk_frames`` samples, the length-weighted mean over equal
+    consecutive chunks.
+
+    Example
+    -------
+    >>> def mean(wavs, wav_lens):
+    ...     return wavs.mean(dim=1, keepdim=True)
+    >>> wavs = torch.arange(8.0).reshape(1, 8)
+    >>> _encode(mean, wavs, torch.ones(1)), _encode(mean, wavs, None, 3)
+    (tensor([[3.5000]]), tensor([[3.5000]]))
+    """
+    if max_chunk_frames and wavs.shape[1] > max_chunk_frames:
+        n_chunks = -(-wavs.shape[1] // max_chunk_frames)
+        ones = torch.ones(len(wavs), device=wavs.device)
+        chunks = torch.tensor_split(wavs, n_chunks, dim=1)
+        return (
+            sum(
+                _encode(encode_fn, chunk, ones) * chunk.shape[1]
+                for chunk in chunks
+            )
+            / wavs.shape[1]
+        )
+    encoded = encode_fn(wavs, wav_lens)
+    if encoded.ndim == 3 and encoded.shape[1] == 1:
+        encoded = encoded.squeeze(1)
+    return encoded
+
+
 def compute_embeddings(
     encode_fn,
     wav_paths,
@@ -71,6 +101,7 @@ def compute_embeddings(
     sample_rate=16000,
     max_batch_seconds=None,
     num_workers=0,
+    max_chunk_seconds=None,
 ):
     """Embeddings of whole utterances, each at its own length.
 
@@ -102,6 +133,12 @@ def compute_embeddings(
         single longer utterance still forms a batch of its own.
     num_workers : int
         DataLoader worker processes that read audio.
+    max_chunk_seconds : float, optional
+        Bounds the memory of long utterances: one longer than this is cut
+        into equal consecutive chunks of at most this length, each embedded
+        alone, and its embedding is their length-weighted mean (statistics
+        pooled per chunk, not over the whole utterance). Shorter utterances
+        are unchanged.
 
     Returns
     -------
@@ -163,9 +200,12 @@ def compute_embeddings(
         for batch in loader:
             indices = torch.tensor([int(i) for i in batch.id])
             wavs, wav_lens = batch.sig
-            encoded = encode_fn(wavs.to(device), wav_lens.to(device))
-            if encoded.ndim == 3 and encoded.shape[1] == 1:
-                encoded = encoded.squeeze(1)
+            encoded = _encode(
+                encode_fn,
+                wavs.to(device),
+                wav_lens.to(device),
+                max_chunk_seconds and int(max_chunk_seconds * sample_rate),
+            )
             if encoded.ndim != 2 or encoded.shape[0] != len(indices):
                 raise ValueError(
                     f"encode_fn returned shape {tuple(encoded.shape)} for a "

@@ -247,6 +247,7 @@ def evaluate_verification(
     num_workers=0,
     p_targets=(0.01, 0.05),
     utterance_paths=None,
+    max_chunk_seconds=None,
 ):
     """Scores trial lists with whole-utterance embeddings and backends.
 
@@ -302,6 +303,10 @@ def evaluate_verification(
         columns of the prepared enrol/test CSVs, when the files were
         converted to another format); others are looked up under ``wav/``.
 
+    max_chunk_seconds : float, optional
+        Utterances longer than this are embedded in chunks, bounding memory
+        (see ``compute_embeddings``).
+
     Returns
     -------
     dict
@@ -344,6 +349,7 @@ def evaluate_verification(
         sample_rate=sample_rate,
         max_batch_seconds=max_batch_seconds,
         num_workers=num_workers,
+        max_chunk_seconds=max_chunk_seconds,
     )
     logger.info(
         "Embedded %d utterances in %.1f s",

@@ -692,3 +692,25 @@ def test_every_reader_averages_the_channels(tmp_path):
     whole = embeddings._read_mono(str(path), 16000)
     assert torch.allclose(crop, ((left + right) / 2)[100:900])
     assert torch.equal(crop, whole[100:900])
+
+
+def test_long_utterances_are_embedded_in_chunks(tmp_path):
+    """With max_chunk_seconds, no call embeds more than a chunk, and an
+    encoder that averages over time gives the same embedding as whole."""
+    path = str(tmp_path / "long.wav")
+    signal = numpy.random.default_rng(0).uniform(-0.5, 0.5, 5 * SAMPLE_RATE)
+    soundfile.write(path, signal, SAMPLE_RATE)
+    lengths = []
+
+    def mean_over_time(wavs, wav_lens):
+        lengths.append(wavs.shape[1])
+        return wavs.abs().mean(dim=1, keepdim=True)
+
+    whole = embeddings.compute_embeddings(mean_over_time, [path], 1, "cpu")
+    assert lengths == [5 * SAMPLE_RATE]
+    lengths.clear()
+    chunked = embeddings.compute_embeddings(
+        mean_over_time, [path], 1, "cpu", max_chunk_seconds=2.0
+    )
+    assert len(lengths) == 3 and max(lengths) <= 2 * SAMPLE_RATE
+    torch.testing.assert_close(chunked, whole)

@@ -106,6 +106,7 @@ def main(argv=None):
         device=device,
         sample_rate=hparams["sample_rate"],
         max_batch_seconds=hparams["max_batch_seconds"],
+        max_chunk_seconds=hparams["max_chunk_seconds"],
         num_workers=hparams["num_workers"],
         utterance_paths=read_utterance_paths(hparams["trial_audio_csvs"]),
     )
