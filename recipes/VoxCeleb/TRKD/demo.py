@@ -206,7 +206,7 @@ def prepare_corpus(hparams, out):
     >>> hparams = {
     ...     "data_folder": None,
     ...     "synthetic_corpus": {"n_train_speakers": 3, "n_dev_speakers": 2,
-    ...         "sessions_per_speaker": 2, "utterances_per_session": 2,
+    ...         "sessions_per_speaker": 2, "utterances_per_session": 3,
     ...         "duration": [2.0, 2.5], "seed": 1},
     ...     "common_overrides": {"seg_dur": 2.0, "seed": 1},
     ... }
