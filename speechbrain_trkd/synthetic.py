@@ -289,9 +289,7 @@ def make_synthetic_corpus(
     '1 spk0003/ses01/00001.wav spk0003/ses02/00001.wav\\n'
     """
     folder = os.fspath(folder)
-    duration = (float(duration[0]), float(duration[1]))
-    snr_db = (float(snr_db[0]), float(snr_db[1]))
-    _check_options(
+    options = _checked_options(
         n_train_speakers,
         n_dev_speakers,
         sessions_per_speaker,
@@ -300,18 +298,8 @@ def make_synthetic_corpus(
         sample_rate,
         snr_db,
         trials_per_utterance,
+        seed,
     )
-    options = {
-        "n_train_speakers": int(n_train_speakers),
-        "n_dev_speakers": int(n_dev_speakers),
-        "sessions_per_speaker": int(sessions_per_speaker),
-        "utterances_per_session": int(utterances_per_session),
-        "duration": list(duration),
-        "sample_rate": int(sample_rate),
-        "snr_db": list(snr_db),
-        "trials_per_utterance": int(trials_per_utterance),
-        "seed": int(seed),
-    }
     previous = _previous_corpus(folder, options)
     if previous is not None:
         return previous
@@ -332,25 +320,7 @@ def make_synthetic_corpus(
                 (session, rel) for session, rel, _ in written
             ]
 
-    with open(
-        os.path.join(folder, "speakers.csv"), "w", newline="", encoding="utf-8"
-    ) as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["speaker", "role", "group", *TRAIT_COLUMNS]
-        )
-        writer.writeheader()
-        for traits in all_traits:
-            writer.writerow(traits.csv_row())
-
-    trials = _make_trials(
-        dev_utterances, trials_per_utterance, seeded_rng(seed, 3)
-    )
-    os.makedirs(os.path.join(folder, "trials"), exist_ok=True)
-    with open(
-        os.path.join(folder, "trials", "O.txt"), "w", encoding="utf-8"
-    ) as handle:
-        handle.write("".join(line + "\n" for line in trials))
-
+    trials = _write_lists(folder, all_traits, dev_utterances, options)
     summary = CorpusSummary(
         folder=folder,
         train_speakers=tuple(
@@ -367,6 +337,68 @@ def make_synthetic_corpus(
     ) as handle:
         json.dump(record, handle, indent=2, sort_keys=True)
     return summary
+
+
+def _checked_options(
+    n_train_speakers,
+    n_dev_speakers,
+    sessions_per_speaker,
+    utterances_per_session,
+    duration,
+    sample_rate,
+    snr_db,
+    trials_per_utterance,
+    seed,
+):
+    """The corpus options, checked, as the plain values its record holds."""
+    duration = (float(duration[0]), float(duration[1]))
+    snr_db = (float(snr_db[0]), float(snr_db[1]))
+    _check_options(
+        n_train_speakers,
+        n_dev_speakers,
+        sessions_per_speaker,
+        utterances_per_session,
+        duration,
+        sample_rate,
+        snr_db,
+        trials_per_utterance,
+    )
+    return {
+        "n_train_speakers": int(n_train_speakers),
+        "n_dev_speakers": int(n_dev_speakers),
+        "sessions_per_speaker": int(sessions_per_speaker),
+        "utterances_per_session": int(utterances_per_session),
+        "duration": list(duration),
+        "sample_rate": int(sample_rate),
+        "snr_db": list(snr_db),
+        "trials_per_utterance": int(trials_per_utterance),
+        "seed": int(seed),
+    }
+
+
+def _write_lists(folder, all_traits, dev_utterances, options):
+    """Writes ``speakers.csv`` and ``trials/O.txt``; returns the trials."""
+    with open(
+        os.path.join(folder, "speakers.csv"), "w", newline="", encoding="utf-8"
+    ) as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["speaker", "role", "group", *TRAIT_COLUMNS]
+        )
+        writer.writeheader()
+        for traits in all_traits:
+            writer.writerow(traits.csv_row())
+
+    trials = _make_trials(
+        dev_utterances,
+        options["trials_per_utterance"],
+        seeded_rng(options["seed"], 3),
+    )
+    os.makedirs(os.path.join(folder, "trials"), exist_ok=True)
+    with open(
+        os.path.join(folder, "trials", "O.txt"), "w", encoding="utf-8"
+    ) as handle:
+        handle.write("".join(line + "\n" for line in trials))
+    return trials
 
 
 def _write_speaker(wav_root, traits, index, options):

@@ -364,6 +364,12 @@ def evaluate_verification(
         asnorm_top_n=asnorm_top_n,
         plda_options={"rank_f": plda_rank_f, "nb_iter": plda_nb_iter},
     )
+    return _scored_lists(trials, indices, scorers, output_folder, p_targets)
+
+
+def _scored_lists(trials, indices, scorers, output_folder, p_targets):
+    """Each list scored by each backend: the score files written, the
+    metrics returned (``evaluate_verification``)."""
     metrics = {}
     for number, (name, trial) in enumerate(trials.items()):
         enrol_idx, test_idx = indices[2 * number], indices[2 * number + 1]
