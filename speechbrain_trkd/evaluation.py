@@ -80,6 +80,7 @@ def score_encoder(
     trial_audio_csvs=(),
     teacher_folder=None,
     write_plots=False,
+    max_chunk_seconds=None,
 ):
     """Scores an encoder on the verification lists and saves the metrics.
 
@@ -121,6 +122,9 @@ def score_encoder(
         hold (warned about).
     write_plots : bool
         Whether to draw the DET and score-histogram PNGs (with matplotlib).
+    max_chunk_seconds : float, optional
+        Utterances longer than this are embedded in chunks, bounding memory
+        (``compute_embeddings``).
 
     Returns
     -------
@@ -171,6 +175,7 @@ def score_encoder(
         utterance_paths=read_utterance_paths(
             [*prepared_trial_csvs(prep_folder), *trial_audio_csvs]
         ),
+        max_chunk_seconds=max_chunk_seconds,
     )
     write_metrics(metrics, output_folder)
     if write_plots:

@@ -27,6 +27,7 @@ NOT_TRAINING_KEYS = (
     "skip_prep",
     "verification_backends",
     "verification_batch_size",
+    "verification_max_chunk_seconds",
     "asnorm_top_n",
     "cohort_utterances_per_speaker",
     "trial_audio_csvs",
