@@ -22,7 +22,7 @@ from speechbrain_trkd.corpus_cache import (
     cache_teacher_outputs,
 )
 from speechbrain_trkd.evaluation import student_encoder
-from speechbrain_trkd.pretrained import teacher_embedder
+from speechbrain_trkd.teacher_loading import teacher_embedder
 from speechbrain_trkd.training_run import command_line, run_script
 
 

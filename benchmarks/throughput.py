@@ -35,8 +35,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from speechbrain_trkd.brain import DistillationBrain
 from speechbrain_trkd.data import build_wav_augment, dataio_prep
-from speechbrain_trkd.pretrained import load_teacher
 from speechbrain_trkd.teacher_cache import TeacherCache
+from speechbrain_trkd.teacher_loading import load_teacher
 
 LOSS_RANGE = "kd_loss"
 STEP_RANGE = "train_step"

@@ -9,9 +9,9 @@ schedules
     Tau curricula, pure functions of the optimizer step.
 teacher
     ``FrozenTeacher`` and the teacher-to-student class alignment.
-pretrained
+pretrained, teacher_loading
     Pretrained model folders read as data: pins, Hub revisions, sizes held
-    by the weights, the teacher's loading.
+    by the weights; a run's teacher loaded and aligned from its folder.
 robust_brain, speaker_brain, brain
     SpeechBrain's ``Brain`` with the fixes long runs need; the Brain of a
     speaker encoder (the teacher's); ``DistillationBrain``.

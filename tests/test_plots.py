@@ -17,7 +17,7 @@ from test_speaker_verification import (
     write_all_pairs,
 )
 
-from speechbrain_trkd import plots, pretrained, training_plots
+from speechbrain_trkd import plots, teacher_loading, training_plots
 from speechbrain_trkd.metrics import compute_eer, compute_min_dcf
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 from speechbrain_trkd.training_run import run_script
@@ -166,7 +166,9 @@ def test_tiny_distillation_run_writes_its_pictures(tmp_path, monkeypatch):
             # A random teacher with the student's 3 classes: the pictures
             # need a TRKD run, not a good teacher.
             monkeypatch.setattr(
-                pretrained, "load_teacher", lambda _, teacher, *a, **k: teacher
+                teacher_loading,
+                "load_teacher",
+                lambda _, teacher, *a, **k: teacher,
             )
             hparams = run_script(TRAIN_TRKD, argv)["brain"].hparams
     finally:

@@ -367,7 +367,7 @@ def test_teacher_sizes_that_differ_from_its_weights_are_named(
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.dataio.encoder import CategoricalEncoder
 
-    from speechbrain_trkd.pretrained import load_teacher
+    from speechbrain_trkd.teacher_loading import load_teacher
 
     export = recipe_runner.teacher_export("finetune_teacher")
     speakers = CategoricalEncoder()

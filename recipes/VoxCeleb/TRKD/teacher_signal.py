@@ -44,7 +44,7 @@ from speechbrain_trkd.corpus_cache import (
     open_teacher_cache,
 )
 from speechbrain_trkd.data import dataio_prep
-from speechbrain_trkd.pretrained import (
+from speechbrain_trkd.teacher_loading import (
     check_teacher_speakers,
     load_teacher,
     teacher_embedder,

@@ -45,12 +45,9 @@ from speechbrain_trkd.corpus_cache import (
 from speechbrain_trkd.data import build_wav_augment, dataio_prep
 from speechbrain_trkd.evaluation import score_encoder, student_encoder
 from speechbrain_trkd.export import export_model, teacher_card
-from speechbrain_trkd.pretrained import (
-    backbone_embedder,
-    collect_pinned,
-    load_collected,
-)
+from speechbrain_trkd.pretrained import collect_pinned, load_collected
 from speechbrain_trkd.speaker_brain import SpeakerBrain
+from speechbrain_trkd.teacher_loading import backbone_embedder
 from speechbrain_trkd.training_run import training_run
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from speechbrain_trkd.corpus_cache import (
 from speechbrain_trkd.data import build_wav_augment, dataio_prep
 from speechbrain_trkd.evaluation import score_encoder, student_encoder
 from speechbrain_trkd.export import export_model, student_card
-from speechbrain_trkd.pretrained import (
+from speechbrain_trkd.teacher_loading import (
     check_teacher_speakers,
     load_teacher,
     teacher_embedder,
