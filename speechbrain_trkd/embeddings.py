@@ -195,6 +195,9 @@ def compute_embeddings(
         ),
         num_workers=num_workers,
     )
+    max_chunk_frames = None
+    if max_chunk_seconds is not None:
+        max_chunk_frames = int(max_chunk_seconds * sample_rate)
     embeddings = None
     with torch.no_grad():
         for batch in loader:
@@ -204,7 +207,7 @@ def compute_embeddings(
                 encode_fn,
                 wavs.to(device),
                 wav_lens.to(device),
-                max_chunk_seconds and int(max_chunk_seconds * sample_rate),
+                max_chunk_frames,
             )
             if encoded.ndim != 2 or encoded.shape[0] != len(indices):
                 raise ValueError(

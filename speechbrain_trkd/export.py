@@ -23,46 +23,11 @@ from speechbrain_trkd.pretrained import RECIPE_HPARAMS
 logger = get_logger(__name__)
 
 
-def fill_template(template_text, values):
-    """Sets top-level values of a HyperPyYAML template, as overrides.
-
-    HyperPyYAML's override merge (``recursive_update``) on ruamel's
-    round-trip tree: the written text keeps its ``!ref`` / ``!new`` tags and
-    comments. (``resolve_references`` would also resolve every ``!ref``,
-    freezing ``pretrained_path`` into the Pretrainer's paths, so that the
-    ``pretrained_path`` override the model card documents would not work.)
-
-    Arguments
-    ---------
-    template_text : str
-        The template's text.
-    values : dict
-        Top-level keys to set, with YAML-serialisable values.
-
-    Returns
-    -------
-    str
-        The filled-in text.
-
-    Example
-    -------
-    >>> print(fill_template("a: 1  # kept\\nb: !PLACEHOLDER\\nc: !ref <a>\\n",
-    ...                     {"b": [1, 2]}), end="")
-    a: 1  # kept
-    b:
-        - 1
-        - 2
-    c: !ref <a>
-    >>> fill_template("a: 1\\n", {"z": 2})
-    Traceback (most recent call last):
-    ...
-    KeyError: "Override 'z' not found in: ['a']"
-    """
-    return _dump(_filled(template_text, values))
-
-
 def _filled(template_text, values):
-    """The template's round-trip tree with ``values`` merged in."""
+    """The template's round-trip tree with ``values`` merged in (must
+    match its keys): HyperPyYAML's override merge on ruamel's tree keeps
+    the ``!ref`` / ``!new`` tags and comments, which ``resolve_references``
+    would resolve away."""
     tree = ruamel.yaml.YAML().load(template_text)
     recursive_update(tree, values, must_match=True)
     return tree
