@@ -13,6 +13,8 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import hashlib
+import json
 import os
 
 from hyperpyyaml import resolve_references
@@ -25,6 +27,9 @@ NOT_TRAINING_KEYS = (
     "noprogressbar",
     "ckpt_interval_minutes",
     "skip_prep",
+    # The trial lists: the speakers they keep out of training shape the
+    # training segments, which ``check_same_segments`` compares instead.
+    "verification_lists",
     "verification_backends",
     "verification_batch_size",
     "verification_max_chunk_seconds",
@@ -224,3 +229,72 @@ def listed_changes(changes):
     return "; ".join(
         f"{key}: {old} -> {new}" for key, (old, new) in changes.items()
     )
+
+
+SEGMENTS_RECORD = "training_segments.json"
+
+
+def _segments_identity(csv_path):
+    """The rows and the sha256 of a segment CSV."""
+    with open(csv_path, "rb") as fin:
+        data = fin.read()
+    rows = len(data.splitlines()) - 1
+    return {"rows": rows, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def check_same_segments(output_folder, annotation_files):
+    """Raises if a run folder with training state trained on other segments.
+
+    The first call records each annotation file's rows and sha256 in
+    ``training_segments.json``; a later one compares them. So a new trial
+    list whose speakers are already out of training rescores a finished run,
+    while one that moves speakers out of the training data is refused.
+
+    Arguments
+    ---------
+    output_folder : str
+        The run's folder.
+    annotation_files : list of str
+        The training and validation segment CSVs, as prepared for this run.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> train = os.path.join(folder, "train.csv")
+    >>> with open(train, "w") as f:
+    ...     _ = f.write("ID,spk_id\\na,s1\\nb,s2\\n")
+    >>> check_same_segments(folder, [train])
+    >>> with open(os.path.join(folder, "train_log.txt"), "w") as f:
+    ...     _ = f.write("epoch: 1\\n")
+    >>> check_same_segments(folder, [train])
+    >>> with open(train, "w") as f:
+    ...     _ = f.write("ID,spk_id\\na,s1\\n")
+    >>> check_same_segments(folder, [train])
+    Traceback (most recent call last):
+    ...
+    ValueError: ...train.csv differs from ... trained on (2 segments -> 1): ...
+    """
+    record_path = os.path.join(output_folder, SEGMENTS_RECORD)
+    now = {
+        os.path.basename(path): _segments_identity(path)
+        for path in annotation_files
+    }
+    if os.path.isfile(record_path) and _has_training_state(output_folder):
+        with open(record_path, encoding="utf-8") as fin:
+            saved = json.load(fin)
+        for path in annotation_files:
+            old = saved.get(os.path.basename(path))
+            new = now[os.path.basename(path)]
+            if old is not None and old != new:
+                raise ValueError(
+                    f"{path} differs from the segments this run trained on "
+                    f"({old['rows']} segments -> {new['rows']}): the "
+                    "verification lists or the preparation's settings change "
+                    "the speakers that train. Give this run another "
+                    "--output_folder (or delete the folder to start it again)"
+                )
+        return
+    os.makedirs(output_folder, exist_ok=True)
+    with open(record_path, "w", encoding="utf-8") as fout:
+        json.dump(now, fout, indent=1)

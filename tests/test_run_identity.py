@@ -59,9 +59,10 @@ def test_changed_training_settings_are_refused(tmp_path):
 
 
 def test_a_finished_run_is_rescored_with_new_scoring_options(tmp_path):
-    """Scoring options (backends, plots, trial audio CSVs, scoring batch)
-    do not count as other training settings: the finished run is scored
-    again under them, without training."""
+    """Scoring options (backends, plots, trial audio CSVs, scoring batch,
+    a further trial list of speakers already out of training) do not count
+    as other training settings: the finished run is scored again under
+    them, without training."""
     corpus = make_synthetic_corpus(
         tmp_path / "corpus",
         n_train_speakers=3,
@@ -93,11 +94,14 @@ def test_a_finished_run_is_rescored_with_new_scoring_options(tmp_path):
         )
     log = (tmp_path / "run" / "train_log.txt").read_text()
     audio_csv = tmp_path / "prep" / "test.csv"
+    hard_list = tmp_path / "H.txt"
+    hard_list.write_text("".join(open(corpus.trial_file).readlines()[::2]))
     with contextlib.redirect_stdout(io.StringIO()):
         again = run_script(
             TRAIN_TRKD,
             [
-                *base,
+                *(arg for arg in base if "verification_lists" not in arg),
+                f"--verification_lists=[{corpus.trial_file}, {hard_list}]",
                 "--verification_backends=[cosine, asnorm]",
                 "--write_plots=False",
                 "--verification_batch_size=1",
@@ -107,3 +111,52 @@ def test_a_finished_run_is_rescored_with_new_scoring_options(tmp_path):
     assert (tmp_path / "run" / "train_log.txt").read_text() == log
     assert sorted(first["brain"].metrics["O"]) == ["cosine"]
     assert sorted(again["brain"].metrics["O"]) == ["asnorm", "cosine"]
+    assert sorted(again["brain"].metrics["H"]) == ["asnorm", "cosine"]
+
+
+def test_a_trial_list_that_moves_training_speakers_is_refused(tmp_path):
+    """A further trial list naming a training speaker would train on other
+    segments: the finished run is refused, naming the segment file, before
+    any training."""
+    corpus = make_synthetic_corpus(
+        tmp_path / "corpus",
+        n_train_speakers=3,
+        n_dev_speakers=2,
+        sessions_per_speaker=2,
+        utterances_per_session=3,
+        duration=(1.0, 2.0),
+    )
+    base = [
+        str(RECIPE / "hparams" / "ecapa_to_small.yaml"),
+        f"--data_folder={corpus.folder}",
+        f"--output_folder={tmp_path}/run",
+        f"--prep_folder={tmp_path}/prep",
+        "--split_ratio=[50, 50]",
+        "--seg_dur=1.0",
+        "--sentence_len=1.0",
+        "--out_n_neurons=3",
+        "--kd_method=none",
+        "--student_channels=8",
+        "--batch_size=4",
+        "--number_of_epochs=1",
+        "--num_workers=0",
+        "--verification_backends=[cosine]",
+        "--noprogressbar",
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_script(
+            TRAIN_TRKD, [*base, f"--verification_lists=[{corpus.trial_file}]"]
+        )
+    log = (tmp_path / "run" / "train_log.txt").read_text()
+    train_speaker = corpus.train_speakers[0]
+    other_list = tmp_path / "train_speaker.txt"
+    dev_speaker = corpus.dev_speakers[0]
+    other_list.write_text(
+        f"1 {train_speaker}/ses01/00001.wav {train_speaker}/ses02/00001.wav\n"
+        f"0 {train_speaker}/ses01/00001.wav {dev_speaker}/ses01/00001.wav\n"
+    )
+    lists = f"--verification_lists=[{corpus.trial_file}, {other_list}]"
+    with pytest.raises(ValueError, match=r"train.csv differs from the segm"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            run_script(TRAIN_TRKD, [*base, lists])
+    assert (tmp_path / "run" / "train_log.txt").read_text() == log

@@ -46,6 +46,7 @@ from speechbrain_trkd.data import build_wav_augment, dataio_prep
 from speechbrain_trkd.evaluation import score_encoder, student_encoder
 from speechbrain_trkd.export import export_model, teacher_card
 from speechbrain_trkd.pretrained import collect_pinned, load_collected
+from speechbrain_trkd.run_identity import check_same_segments
 from speechbrain_trkd.speaker_brain import SpeakerBrain
 from speechbrain_trkd.teacher_loading import backbone_embedder
 from speechbrain_trkd.training_run import training_run
@@ -63,6 +64,15 @@ if __name__ == "__main__":
             overrides=overrides,
         )
         run_on_main(prepare_voxceleb, kwargs=hparams["prepare_options"])
+        # New trial lists rescore a finished run only if its training
+        # segments stay the same.
+        run_on_main(
+            check_same_segments,
+            args=[
+                hparams["output_folder"],
+                [hparams["train_annotation"], hparams["valid_annotation"]],
+            ],
+        )
         wav_augment = build_wav_augment(
             hparams["wav_augment"],
             noise_csv=hparams["noise_csv"],

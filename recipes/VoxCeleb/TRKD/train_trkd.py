@@ -41,6 +41,7 @@ from speechbrain_trkd.corpus_cache import (
 from speechbrain_trkd.data import build_wav_augment, dataio_prep
 from speechbrain_trkd.evaluation import score_encoder, student_encoder
 from speechbrain_trkd.export import export_model, student_card
+from speechbrain_trkd.run_identity import check_same_segments
 from speechbrain_trkd.teacher_loading import (
     check_teacher_speakers,
     load_teacher,
@@ -64,6 +65,15 @@ if __name__ == "__main__":
 
         # Data preparation, on the main process.
         run_on_main(prepare_voxceleb, kwargs=hparams["prepare_options"])
+        # New trial lists rescore a finished run only if its training
+        # segments stay the same.
+        run_on_main(
+            check_same_segments,
+            args=[
+                hparams["output_folder"],
+                [hparams["train_annotation"], hparams["valid_annotation"]],
+            ],
+        )
         wav_augment = build_wav_augment(
             hparams["wav_augment"],
             noise_csv=hparams["noise_csv"],
