@@ -9,7 +9,10 @@ not do it already.
 * the epoch's optimizer steps are counted before training, for per-step
   schedules;
 * a per-step learning-rate schedule sized from the epochs, and per-epoch
-  annealing that respects each parameter group's ``lr_scale``.
+  annealing that respects each parameter group's ``lr_scale``;
+* the random states in every checkpoint, and a SIGTERM that checkpoints
+  before it stops the run, so that a resumed run ends as an uninterrupted
+  one (``exact_resume``).
 
 Authors
  * speechbrain-trkd developers 2026
@@ -25,6 +28,8 @@ from speechbrain.dataio.dataloader import LoopedLoader
 from speechbrain.nnet.schedulers import update_learning_rate
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+
+from speechbrain_trkd.exact_resume import RandomStates, TerminationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +119,13 @@ class RobustBrain(sb.core.Brain):
         self.lr_step_schedule = None
         self._nonfinite_ids = None
         self._valid_follows = False
+        self.random_states = RandomStates()
+        self.termination = TerminationRequest()
+        if self.checkpointer is not None:
+            # Optional: checkpoints saved without it still resume.
+            self.checkpointer.add_recoverable(
+                "random_states", self.random_states, optional_load=True
+            )
 
     def _set_schedule_length(self, train_loader):
         """Counts the optimizer steps of an epoch (``steps_per_epoch``), for
@@ -184,14 +196,62 @@ class RobustBrain(sb.core.Brain):
             self._set_schedule_length(train_set)
         self._valid_follows = valid_set is not None
         self.epoch_counter = epoch_counter
-        super().fit(
-            epoch_counter,
-            train_set,
-            valid_set=valid_set,
-            progressbar=progressbar,
-            train_loader_kwargs=train_loader_kwargs,
-            valid_loader_kwargs=valid_loader_kwargs,
+        with self.termination.catching():
+            super().fit(
+                epoch_counter,
+                train_set,
+                valid_set=valid_set,
+                progressbar=progressbar,
+                train_loader_kwargs=train_loader_kwargs,
+                valid_loader_kwargs=valid_loader_kwargs,
+            )
+
+    def on_stage_start(self, stage, epoch=None):
+        """A training stage resumed mid-epoch gets its checkpoint's data
+        draws back before its loader reads a batch.
+
+        Arguments
+        ---------
+        stage : speechbrain.Stage
+            The stage starting.
+        epoch : int, optional
+            The epoch number.
+        """
+        if stage == sb.Stage.TRAIN:
+            self.random_states.resume_data_draws()
+
+    def on_fit_batch_start(self, batch, should_step):
+        """The first batch resumed mid-epoch gets its checkpoint's torch
+        draws back (augmentation, dropout).
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch to train on.
+        should_step : bool
+            Whether the optimizer steps after it.
+        """
+        self.random_states.resume_model_draws()
+
+    # SpeechBrain's Brain has no hook after its intra-epoch checkpoint nor
+    # after an epoch's validation (where the epoch's checkpoint is saved):
+    # a SIGTERM stops the run at these two points.
+    def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
+        requested = self.termination.requested and self.checkpointer
+        return bool(requested) or super()._should_save_intra_epoch_ckpt(
+            last_ckpt_time, steps_since_ckpt
         )
+
+    def _save_intra_epoch_ckpt(self):
+        super()._save_intra_epoch_ckpt()
+        self.termination.stop_if_requested(
+            f"a checkpoint in epoch {self.epoch_counter.current}, "
+            f"step {self.step}"
+        )
+
+    def _fit_valid(self, valid_set, epoch, enable):
+        super()._fit_valid(valid_set, epoch, enable)
+        self.termination.stop_if_requested(f"the checkpoint of epoch {epoch}")
 
     def on_fit_start(self):
         """SpeechBrain's setup (DDP wrapping, optimizer, recovery of the

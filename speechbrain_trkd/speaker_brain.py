@@ -414,6 +414,7 @@ class SpeakerBrain(RobustBrain):
         epoch : int, optional
             The epoch number.
         """
+        super().on_stage_start(stage, epoch)
         if stage == sb.Stage.TRAIN:
             if self.step == 0:
                 self.epoch_averages.reset()
