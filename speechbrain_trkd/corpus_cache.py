@@ -14,14 +14,10 @@ import os
 import torch
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_trkd.cache_identity import file_sha256, source_identity
 from speechbrain_trkd.cache_views import ViewAugmentation
 from speechbrain_trkd.data import build_wav_augment, read_crop
-from speechbrain_trkd.teacher_cache import (
-    TeacherCache,
-    build_teacher_cache,
-    file_sha256,
-    source_identity,
-)
+from speechbrain_trkd.teacher_cache import TeacherCache, build_teacher_cache
 
 
 def open_teacher_cache(folder, segment_csvs, embedder, device, **options):

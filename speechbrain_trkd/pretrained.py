@@ -33,8 +33,8 @@ from speechbrain.utils.distributed import infer_device, run_on_main
 from speechbrain.utils.fetching import FetchConfig
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_trkd.cache_identity import file_sha256
 from speechbrain_trkd.onnx_export import speaker_features
-from speechbrain_trkd.teacher_cache import file_sha256
 
 logger = get_logger(__name__)
 # The recipe's hparams files and architecture templates

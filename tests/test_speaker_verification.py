@@ -18,8 +18,8 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_trkd import embeddings, pretrained, verification
+from speechbrain_trkd.cache_identity import file_sha256
 from speechbrain_trkd.synthetic import make_synthetic_corpus
-from speechbrain_trkd.teacher_cache import file_sha256
 from speechbrain_trkd.trials import read_trials
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,6 +26,7 @@ from speechbrain.processing.features import InputNormalization
 
 import speechbrain_trkd.data as data_module
 from speechbrain_trkd.brain import DistillationBrain
+from speechbrain_trkd.cache_identity import CHECKED_FIELDS
 from speechbrain_trkd.cache_views import (
     SeededCsvNoise,
     SeededCsvReverb,
@@ -34,7 +35,6 @@ from speechbrain_trkd.cache_views import (
 from speechbrain_trkd.losses import DistillationLoss
 from speechbrain_trkd.teacher import FrozenTeacher
 from speechbrain_trkd.teacher_cache import (
-    CHECKED_FIELDS,
     MANIFEST_FILE,
     PROGRESS_FILE,
     TeacherCache,
