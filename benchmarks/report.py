@@ -313,7 +313,7 @@ def methods_det(config, results):
             f"{list_name}_{DET_BACKEND}.txt",
         )
         if not os.path.isfile(score_file):
-            absent.append(score_file)
+            absent.append(os.path.relpath(score_file, REPO))
             continue
         trials, scores = read_scores(score_file)
         curves[run["method"]] = det_points(scores, trials.labels)
