@@ -445,40 +445,6 @@ def quantize_int8(onnx_path, int8_path=None):
     return int8_path
 
 
-def export_onnx_files(embedding_model, folder, n_mels=80, int8=False):
-    """Writes ``embedding_model.onnx`` (and its int8 copy) into a folder.
-
-    Arguments
-    ---------
-    embedding_model : torch.nn.Module
-        The encoder.
-    folder : str
-        An exported model folder (``export_student.py``).
-    n_mels : int
-        Feature size.
-    int8 : bool
-        Also write ``embedding_model.int8.onnx`` (:func:`quantize_int8`).
-
-    Returns
-    -------
-    list of str
-        The files written.
-
-    Example
-    -------
-    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
-    >>> model = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=4)
-    >>> files = export_onnx_files(model, tempfile.mkdtemp(), int8=True)
-    >>> [os.path.basename(path) for path in files]
-    ['embedding_model.onnx', 'embedding_model.int8.onnx']
-    """
-    onnx_path = os.path.join(folder, ONNX_FILE)
-    files = [export_onnx(embedding_model, onnx_path, n_mels)]
-    if int8:
-        files.append(quantize_int8(onnx_path, os.path.join(folder, INT8_FILE)))
-    return files
-
-
 def onnx_session(path, num_threads=1):
     """An ONNX Runtime CPU session.
 

@@ -22,6 +22,7 @@ from speechbrain_trkd.onnx_export import (
     quantize_int8,
     speaker_features,
 )
+from speechbrain_trkd.onnx_static_int8 import quantize_int8_static
 
 pytest.importorskip("onnxruntime", reason="needs the deploy extra")
 
@@ -111,6 +112,67 @@ def test_int8_stays_close_and_is_smaller(tmp_path):
         tmp_path / "model.onnx"
     ).stat().st_size
     assert worst_cosine(model, onnx_session(int8)) > 0.9
+
+
+def voiced_features(seconds, seeds, gain=1.0):
+    """Calibration inputs: features of generated voices."""
+    return [
+        speaker_features(gain * voiced_audio(seconds, seed)).numpy()
+        for seed in seeds
+    ]
+
+
+def activation_scales(int8_path):
+    """The QDQ graph's scale initialisers, by name."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(int8_path).graph
+    return {
+        init.name: numpy_helper.to_array(init)
+        for init in graph.initializer
+        if init.name.endswith("_scale")
+    }
+
+
+def test_static_int8_is_qdq_per_channel_and_stays_close(tmp_path):
+    """Static int8 writes QuantizeLinear/DequantizeLinear pairs, weights
+    with one scale per output channel, and embeds close to fp32."""
+    import onnx
+
+    model = small_ecapa()
+    path = export_onnx(model, str(tmp_path / "model.onnx"))
+    int8 = quantize_int8_static(path, voiced_features(1.5, range(8)))
+    ops = {node.op_type for node in onnx.load(int8).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    scales = activation_scales(int8)
+    assert any(value.ndim == 1 and value.size > 1 for value in scales.values())
+    assert worst_cosine(model, onnx_session(int8)) > 0.9
+
+
+def test_calibration_sets_the_quantisation_scales(tmp_path):
+    """Two calibration sets (other voices, 4x louder) give other scales."""
+    model = small_ecapa()
+    path = export_onnx(model, str(tmp_path / "model.onnx"))
+    quiet = activation_scales(
+        quantize_int8_static(
+            path, voiced_features(1.5, range(4)), str(tmp_path / "a.onnx")
+        )
+    )
+    loud = activation_scales(
+        quantize_int8_static(
+            path,
+            voiced_features(1.5, range(4, 8), gain=4.0),
+            str(tmp_path / "b.onnx"),
+        )
+    )
+    assert quiet.keys() == loud.keys()
+    differ = [
+        name
+        for name in quiet
+        if quiet[name].shape == () and not (quiet[name] == loud[name])
+    ]
+    assert differ, "the activation scales do not depend on the calibration"
 
 
 class Spectrum(torch.nn.Module):
@@ -206,3 +268,25 @@ def test_export_student_writes_onnx_that_matches(recipe_runner, tmp_path):
             wav, torch.ones(1)
         )
         assert torch.cosine_similarity(got, expected).item() >= min_cosine
+
+
+def test_int8_without_its_calibration_csv_is_refused_first(
+    recipe_runner, tmp_path
+):
+    """``--onnx_int8`` with a training CSV that is gone stops before any
+    file is written, naming the CSV."""
+    row = next(r for r in RECIPE_ROWS if row_id(r) == "ecapa_to_small")
+    output = recipe_runner.run(row, name="ecapa_to_small_export", debug=False)
+    folder = tmp_path / "exported"
+    command = [
+        sys.executable,
+        str(REPO / "recipes/VoxCeleb/TRKD/export_student.py"),
+        str(output),
+        f"--export_folder={folder}",
+        f"--train_annotation={tmp_path}/gone.csv",
+        "--onnx_int8",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"{tmp_path}/gone.csv, which does not exist" in result.stderr
+    assert not folder.exists()

@@ -18,8 +18,10 @@ the run's (``--output_folder`` names the run); a differing key is refused.
 
 ``--onnx`` adds ``embedding_model.onnx`` to the folder, an ONNX graph from
 the normalised features ``[batch, frames, 80]`` to the embeddings ``[batch,
-192]``; ``--onnx_int8`` also its dynamic int8 copy,
-``embedding_model.int8.onnx`` (see ``speechbrain_trkd/onnx_export.py``).
+192]``; ``--onnx_int8`` also its static int8 copy (QDQ, per-channel
+weights), ``embedding_model.int8.onnx``, calibrated on
+``--onnx_calibration_crops`` crops of the run's training CSV (see
+``speechbrain_trkd/onnx_static_int8.py``).
 
 Authors
  * speechbrain-trkd developers 2026
@@ -112,7 +114,9 @@ def parse_onnx_flags(argv):
 
     ``--onnx`` also writes ``embedding_model.onnx`` (features to
     embeddings, see ``speechbrain_trkd.onnx_export``); ``--onnx_int8``
-    writes its dynamic int8 copy too. Both need the ``deploy`` extra.
+    writes its static int8 copy too, calibrated on
+    ``--onnx_calibration_crops`` crops of the training CSV. Both need the
+    ``deploy`` extra.
 
     Arguments
     ---------
@@ -128,12 +132,13 @@ def parse_onnx_flags(argv):
     Example
     -------
     >>> flags, rest = parse_onnx_flags(["h.yaml", "--onnx", "--seed=3"])
-    >>> flags.onnx, flags.onnx_int8, rest
-    (True, False, ['h.yaml', '--seed=3'])
+    >>> flags.onnx, flags.onnx_int8, flags.onnx_calibration_crops, rest
+    (True, False, 128, ['h.yaml', '--seed=3'])
     """
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--onnx", action="store_true")
     parser.add_argument("--onnx_int8", action="store_true")
+    parser.add_argument("--onnx_calibration_crops", type=int, default=128)
     return parser.parse_known_args(argv)
 
 
@@ -200,14 +205,41 @@ if __name__ == "__main__":
     hparams_file, _, overrides = sb.parse_arguments(run_hparams(arguments))
     with open(hparams_file, encoding="utf-8") as fin:
         loaded = load_hyperpyyaml(fin, overrides)
+    calibration_csv = loaded["train_annotation"]
+    if onnx_flags.onnx_int8 and not os.path.isfile(calibration_csv):
+        raise FileNotFoundError(
+            f"--onnx_int8 calibrates on the run's training CSV "
+            f"{calibration_csv}, which does not exist: run the export from "
+            "the folder the run was started in, or pass "
+            "--train_annotation=<a segment CSV of the training audio>"
+        )
     folder = export_from_hparams(loaded)
     if onnx_flags.onnx or onnx_flags.onnx_int8:
-        from speechbrain_trkd.onnx_export import export_onnx_files
+        from speechbrain_trkd.onnx_export import (
+            INT8_FILE,
+            ONNX_FILE,
+            export_onnx,
+        )
 
-        export_onnx_files(
+        onnx_path = export_onnx(
             loaded["embedding_model"],
-            folder,
+            os.path.join(folder, ONNX_FILE),
             n_mels=loaded.get("n_mels", 80),
-            int8=onnx_flags.onnx_int8,
+        )
+    if onnx_flags.onnx_int8:
+        from speechbrain_trkd.onnx_static_int8 import (
+            calibration_features,
+            quantize_int8_static,
+        )
+
+        features = calibration_features(
+            calibration_csv,
+            onnx_flags.onnx_calibration_crops,
+            crop_seconds=loaded["sentence_len"],
+            sample_rate=loaded["sample_rate"],
+            seed=loaded["seed"],
+        )
+        quantize_int8_static(
+            onnx_path, features, os.path.join(folder, INT8_FILE)
         )
     print(folder)

@@ -1,0 +1,152 @@
+"""Static int8 quantisation of an exported encoder, calibrated on speech.
+
+ONNX Runtime's dynamic quantisation suits MatMul-heavy models; a speaker
+encoder is convolutional, where ONNX Runtime advises static quantisation in
+the QDQ format: the graph is pre-processed (``quant_pre_process``), every
+activation's range is measured on representative inputs (a
+``CalibrationDataReader``), and weights are quantised per output channel.
+The representative inputs here are crops of the training audio, as the
+features the encoder was trained on (:func:`calibration_features`).
+
+Needs the ``deploy`` extra (``pip install -e ".[deploy]"``).
+
+Authors
+ * speechbrain-trkd developers 2026
+"""
+
+import csv
+import os
+import tempfile
+
+import numpy as np
+
+from speechbrain_trkd.data import read_crop
+from speechbrain_trkd.onnx_export import INPUT_NAME, speaker_features
+
+
+def calibration_features(
+    segments_csv, n_crops, crop_seconds=2.0, sample_rate=16000, seed=0
+):
+    """Features of ``n_crops`` crops of a segment CSV, for calibration.
+
+    The crops come from segments drawn without replacement (all of them when
+    there are fewer), each at a random offset, from ``seed`` alone.
+
+    Arguments
+    ---------
+    segments_csv : str
+        A SpeechBrain segment CSV (``wav``, ``start``, ``stop`` in samples),
+        e.g. the training CSV of the run.
+    n_crops : int
+        How many crops.
+    crop_seconds : float
+        Length of a crop (a shorter segment is taken whole).
+    sample_rate : int
+        The audio's rate (checked).
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Features ``[1, frames, 80]``, float32, one per crop.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> corpus = make_synthetic_corpus(
+    ...     tempfile.mkdtemp(), n_train_speakers=2, n_dev_speakers=2,
+    ...     sessions_per_speaker=1, utterances_per_session=2,
+    ...     duration=(1.0, 1.0), trials_per_utterance=1)
+    >>> segments = corpus.training_csv(tempfile.mktemp(suffix=".csv"))
+    >>> feats = calibration_features(segments, 3, crop_seconds=0.5)
+    >>> len(feats), feats[0].shape
+    (3, (1, 51, 80))
+    """
+    with open(segments_csv, newline="", encoding="utf-8") as fin:
+        rows = list(csv.DictReader(fin))
+    if not rows:
+        raise ValueError(f"{segments_csv} has no segments to calibrate on")
+    generator = np.random.default_rng(seed)
+    picked = generator.permutation(len(rows))[: int(n_crops)]
+    crop = int(crop_seconds * sample_rate)
+    features = []
+    for index in picked:
+        row = rows[index]
+        start, stop = int(float(row["start"])), int(float(row["stop"]))
+        if stop - start > crop:
+            start = int(generator.integers(start, stop - crop + 1))
+            stop = start + crop
+        wav = read_crop(row["wav"], start, stop, sample_rate)
+        features.append(speaker_features(wav).numpy())
+    return features
+
+
+class _FeatureReader:
+    """ONNX Runtime's ``CalibrationDataReader`` interface (``get_next``)
+    over a list of feature arrays."""
+
+    def __init__(self, features):
+        self._inputs = iter([{INPUT_NAME: feats} for feats in features])
+
+    def get_next(self):
+        """The next input, or None at the end."""
+        return next(self._inputs, None)
+
+
+def quantize_int8_static(onnx_path, features, int8_path=None):
+    """Static int8 quantisation in the QDQ format, per-channel weights.
+
+    Arguments
+    ---------
+    onnx_path : str
+        An fp32 graph of :func:`speechbrain_trkd.onnx_export.export_onnx`.
+    features : list of numpy.ndarray
+        Calibration inputs (:func:`calibration_features`).
+    int8_path : str, optional
+        Where to write; by default ``<name>.int8.onnx`` beside it.
+
+    Returns
+    -------
+    str
+        The int8 file.
+
+    Example
+    -------
+    >>> import os, tempfile, torch
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    >>> from speechbrain_trkd.onnx_export import export_onnx, onnx_session
+    >>> model = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=4)
+    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> feats = [speaker_features(torch.randn(8000)).numpy() for _ in "ab"]
+    >>> int8 = quantize_int8_static(path, feats)
+    >>> session = onnx_session(int8)
+    >>> session.run(None, {"features": feats[0]})[0].shape
+    (1, 4)
+    """
+    from onnxruntime.quantization import (
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not features:
+        raise ValueError("static int8 quantisation needs calibration inputs")
+    if int8_path is None:
+        int8_path = os.path.splitext(onnx_path)[0] + ".int8.onnx"
+    with tempfile.TemporaryDirectory() as work:
+        prepared = os.path.join(work, "prepared.onnx")
+        quant_pre_process(onnx_path, prepared)
+        quantize_static(
+            prepared,
+            int8_path + ".tmp",
+            _FeatureReader(features),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+        )
+    os.replace(int8_path + ".tmp", int8_path)
+    return int8_path
