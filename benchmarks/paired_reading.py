@@ -155,8 +155,10 @@ def baseline_method(frame, pair, tags):
 
 
 def paired_table(runs, tag, no_kd_tag):
-    """Every KD method against the stronger student without KD, and TRKD
-    against each other method, per pair, list and backend.
+    """Every KD method against the stronger student without KD (and, when
+    that one trained on clean crops, against the one on the same augmented
+    views too: the teacher's signal alone), and TRKD against each other
+    method, per pair, list and backend.
 
     Arguments
     ---------
@@ -183,6 +185,11 @@ def paired_table(runs, tag, no_kd_tag):
     >>> table = paired_table(runs, "w", "no_kd")
     >>> table[["method", "baseline", "n"]].values.tolist()[:2]
     [['dkd', 'none', 3], ['trkd', 'none', 3]]
+    >>> clean = [dict(run, method="none_clean", eer=run["eer"] - 1)
+    ...          for run in runs if run["method"] == "none"]
+    >>> table = paired_table(runs + clean, "w", "no_kd")
+    >>> sorted(set(map(tuple, table[["method", "baseline"]].values)))[:2]
+    [('dkd', 'none'), ('dkd', 'none_clean')]
     """
     columns = [
         "pair",
@@ -206,6 +213,8 @@ def paired_table(runs, tag, no_kd_tag):
         methods = sorted(set(here["method"]) - set(NO_KD))
         baseline = baseline_method(here, pair, [no_kd_tag])
         wanted = [(m, baseline) for m in methods if baseline]
+        if baseline == "none_clean" and "none" in set(here["method"]):
+            wanted += [(m, "none") for m in methods]
         if "trkd" in methods:
             wanted += [("trkd", b) for b in TRKD_BASELINES if b in methods]
         for method, base in wanted:

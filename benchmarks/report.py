@@ -506,8 +506,10 @@ def _verification_lines(config, rows, runs):
             "Each method minus another at the same seed (same initial "
             "student, batches and views), EER points; its mean with a 95 % "
             "t-interval on n - 1 degrees of freedom. 'beyond': the interval "
-            "excludes 0. The students without KD are compared with the "
-            "stronger of `none` and `none_clean`.",
+            "excludes 0. The KD students are compared with the stronger "
+            "student without KD (`none` on the augmented views, or "
+            "`none_clean` on clean crops), and, when that is `none_clean`, "
+            "with `none` too: the same views, so the teacher's signal alone.",
             "",
             *format_paired(paired),
         ]
