@@ -3,7 +3,7 @@
 
 For each model (the ECAPA-1024 teacher and the student of each recipe's
 hparams defaults: ECAPA-512, -256, -128 and the ResNet) and each backend
-(PyTorch eager, ONNX Runtime fp32 and dynamic int8):
+(PyTorch eager, ONNX Runtime fp32, dynamic int8 and static int8):
 
 * parameters of the embedding model;
 * MACs of one 2 s utterance: ``torch.utils.flop_counter.FlopCounterMode``
@@ -60,11 +60,12 @@ from speechbrain_trkd.onnx_export import (
     quantize_int8,
     speaker_features,
 )
+from speechbrain_trkd.onnx_static_int8 import quantize_int8_static
 from speechbrain_trkd.pretrained import RECIPE_HPARAMS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_RATE = 16000
-BACKENDS = ("pytorch", "onnx_fp32", "onnx_int8")
+BACKENDS = ("pytorch", "onnx_fp32", "onnx_int8", "onnx_int8_static")
 # name: (training hparams file, overrides); "teacher" is special-cased.
 MODELS = {
     "teacher": ("ecapa_to_small.yaml", None),
@@ -255,6 +256,19 @@ def _runner(backend, model, session, wav, n_mels):
     return run
 
 
+def _calibration_inputs(n_crops=8):
+    """Static int8's calibration inputs: features of 2 s of noise each (the
+    models have random weights, and latency does not depend on the ranges
+    measured; the accuracy of a calibrated student is onnx_parity's)."""
+    generator = torch.Generator().manual_seed(1)
+    return [
+        speaker_features(
+            0.1 * torch.randn(1, 2 * SAMPLE_RATE, generator=generator)
+        ).numpy()
+        for _ in range(n_crops)
+    ]
+
+
 def build_models(names, teacher_folder, work_dir):
     """Builds, saves and exports each model; counts its parameters and MACs.
 
@@ -276,16 +290,25 @@ def build_models(names, teacher_folder, work_dir):
             model, os.path.join(work_dir, f"{name}.onnx"), n_mels
         )
         int8 = quantize_int8(fp32)
+        static = quantize_int8_static(
+            fp32, _calibration_inputs(), os.path.join(work_dir, f"{name}.s8")
+        )
         frames = speaker_features(torch.zeros(2 * SAMPLE_RATE)).shape[1]
         built[name] = {
             "model": model,
             "n_mels": n_mels,
             "params": sum(p.numel() for p in model.parameters()),
             "macs_2s": count_macs(model, frames, n_mels),
-            "files": {"pytorch": ckpt, "onnx_fp32": fp32, "onnx_int8": int8},
+            "files": {
+                "pytorch": ckpt,
+                "onnx_fp32": fp32,
+                "onnx_int8": int8,
+                "onnx_int8_static": static,
+            },
             "sessions": {
                 "onnx_fp32": onnx_session(fp32),
                 "onnx_int8": onnx_session(int8),
+                "onnx_int8_static": onnx_session(static),
             },
         }
     return built
@@ -461,8 +484,11 @@ def format_markdown(rows, command, environment):
         "features are not counted.",
         "- File: `embedding_model.ckpt` (PyTorch state dict), "
         "`embedding_model.onnx` (fp32) or `embedding_model.int8.onnx` "
-        "(ONNX Runtime dynamic int8: int8 weights, activations quantised "
-        "at run time). Students have the recipe's default sizes, untrained "
+        "(`onnx_int8`: ONNX Runtime dynamic int8, int8 weights, "
+        "activations quantised at run time; `onnx_int8_static`: static "
+        "QDQ int8, per-channel weights, activation ranges calibrated on "
+        "8 crops of 2 s, as `export_student.py --onnx_int8` writes it). "
+        "Students have the recipe's default sizes, untrained "
         "(cost does not depend on the weights).",
         "- Accuracy of the exported student (fp32 and int8) on real speech: "
         "[`onnx_parity.md`](onnx_parity.md).",
