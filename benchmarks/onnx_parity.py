@@ -235,7 +235,7 @@ def eer_agreement(report, lists, tolerance=0.01):
     return lines
 
 
-def int8_verdict(report, list_name="O", max_cost=0.2):
+def int8_verdict(report, list_name="O", max_cost=0.1):
     """What int8 costs in EER points against fp32 ONNX, and the default.
 
     Arguments
@@ -257,7 +257,7 @@ def int8_verdict(report, list_name="O", max_cost=0.2):
     >>> report = {"onnx_fp32": {"O": {"eer": 5.0}},
     ...           "onnx_int8": {"O": {"eer": 5.5}}}
     >>> int8_verdict(report)[-1]
-    'int8 (dynamic) costs 0.50 EER points on O (more than 0.2): fp32 stays...'
+    'int8 (`embedding_model.int8.onnx`) costs 0.50 EER points on O (more...'
     """
     if not {"onnx_fp32", "onnx_int8"} <= set(report):
         return []
@@ -273,7 +273,8 @@ def int8_verdict(report, list_name="O", max_cost=0.2):
         verdict = f"(at most {max_cost:g}); fp32 stays the default export."
     return [
         "",
-        f"int8 (dynamic) costs {cost:.2f} EER points on {list_name} {verdict}",
+        f"int8 (`{INT8_FILE}`) costs {cost:.2f} EER points on {list_name} "
+        + verdict,
     ]
 
 

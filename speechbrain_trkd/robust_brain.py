@@ -24,6 +24,7 @@ import os
 import re
 
 import speechbrain as sb
+import torch
 from speechbrain.dataio.dataloader import LoopedLoader
 from speechbrain.nnet.schedulers import update_learning_rate
 from torch.nn.parallel import DistributedDataParallel
@@ -237,10 +238,17 @@ class RobustBrain(sb.core.Brain):
     # after an epoch's validation (where the epoch's checkpoint is saved):
     # a SIGTERM stops the run at these two points.
     def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
-        requested = self.termination.requested and self.checkpointer
-        return bool(requested) or super()._should_save_intra_epoch_ckpt(
+        decision = super()._should_save_intra_epoch_ckpt(
             last_ckpt_time, steps_since_ckpt
         )
+        requested = self.termination.requested and self.checkpointer is not None
+        if torch.distributed.is_initialized():
+            # A SIGTERM on any process stops them all at the same step.
+            flag = torch.tensor([int(requested)], device=self.device)
+            maximum = torch.distributed.ReduceOp.MAX
+            torch.distributed.all_reduce(flag, op=maximum)
+            requested = self.termination.requested = bool(flag.item())
+        return decision or requested
 
     def _save_intra_epoch_ckpt(self):
         super()._save_intra_epoch_ckpt()
