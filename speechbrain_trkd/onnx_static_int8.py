@@ -23,6 +23,13 @@ import numpy as np
 from speechbrain_trkd.data import read_crop
 from speechbrain_trkd.onnx_export import INPUT_NAME, speaker_features
 
+# Only the weighted operators run in int8; the rest (batch norm folded into
+# Add/Mul, activations, attentive statistics pooling's softmax, means and
+# square roots) stays float. Quantising every operator of the trained
+# ECAPA C=128 student gave a worst cosine to fp32 of 0.37 on 40 openspk
+# utterances (O EER 11.9 % against 5.76 %); these three give 0.9991.
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
 
 def calibration_features(
     segments_csv, n_crops, crop_seconds=2.0, sample_rate=16000, seed=0
@@ -96,7 +103,8 @@ class _FeatureReader:
 
 
 def quantize_int8_static(onnx_path, features, int8_path=None):
-    """Static int8 quantisation in the QDQ format, per-channel weights.
+    """Static int8 quantisation in the QDQ format, per-channel weights, of
+    the weighted operators (``QUANTIZED_OPS``).
 
     Arguments
     ---------
@@ -147,6 +155,7 @@ def quantize_int8_static(onnx_path, features, int8_path=None):
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(QUANTIZED_OPS),
         )
     os.replace(int8_path + ".tmp", int8_path)
     return int8_path
