@@ -18,6 +18,7 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -197,7 +198,10 @@ class RobustBrain(sb.core.Brain):
             self._set_schedule_length(train_set)
         self._valid_follows = valid_set is not None
         self.epoch_counter = epoch_counter
-        with self.termination.catching():
+        # Without a checkpointer there is nothing to save: SIGTERM ends the
+        # run at once, as usual.
+        held = self.checkpointer is not None
+        with self.termination.catching() if held else contextlib.nullcontext():
             super().fit(
                 epoch_counter,
                 train_set,
@@ -206,6 +210,7 @@ class RobustBrain(sb.core.Brain):
                 train_loader_kwargs=train_loader_kwargs,
                 valid_loader_kwargs=valid_loader_kwargs,
             )
+        self.termination.stop_if_requested("the run's last checkpoint")
 
     def on_stage_start(self, stage, epoch=None):
         """A training stage resumed mid-epoch gets its checkpoint's data
@@ -220,6 +225,22 @@ class RobustBrain(sb.core.Brain):
         """
         if stage == sb.Stage.TRAIN:
             self.random_states.resume_data_draws()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """A training stage resumed from a checkpoint of its last batch
+        trains on no batch: its checkpoint's torch draws come back here.
+
+        Arguments
+        ---------
+        stage : speechbrain.Stage
+            The stage ending.
+        stage_loss : float
+            Average loss of the stage.
+        epoch : int, optional
+            The epoch number.
+        """
+        if stage == sb.Stage.TRAIN:
+            self.random_states.resume_model_draws()
 
     def on_fit_batch_start(self, batch, should_step):
         """The first batch resumed mid-epoch gets its checkpoint's torch
@@ -241,14 +262,18 @@ class RobustBrain(sb.core.Brain):
         decision = super()._should_save_intra_epoch_ckpt(
             last_ckpt_time, steps_since_ckpt
         )
-        requested = self.termination.requested and self.checkpointer is not None
+        return self._termination_requested() or decision
+
+    def _termination_requested(self):
+        """Whether a SIGTERM came, on any process under DDP (so that all of
+        them checkpoint and stop at the same point)."""
+        requested = self.termination.requested
         if torch.distributed.is_initialized():
-            # A SIGTERM on any process stops them all at the same step.
             flag = torch.tensor([int(requested)], device=self.device)
             maximum = torch.distributed.ReduceOp.MAX
             torch.distributed.all_reduce(flag, op=maximum)
             requested = self.termination.requested = bool(flag.item())
-        return decision or requested
+        return requested
 
     def _save_intra_epoch_ckpt(self):
         super()._save_intra_epoch_ckpt()
@@ -259,6 +284,7 @@ class RobustBrain(sb.core.Brain):
 
     def _fit_valid(self, valid_set, epoch, enable):
         super()._fit_valid(valid_set, epoch, enable)
+        self._termination_requested()
         self.termination.stop_if_requested(f"the checkpoint of epoch {epoch}")
 
     def on_fit_start(self):

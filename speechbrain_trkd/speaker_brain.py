@@ -433,6 +433,7 @@ class SpeakerBrain(RobustBrain):
         epoch : int, optional
             The epoch number.
         """
+        super().on_stage_end(stage, stage_loss, epoch)
         if stage == sb.Stage.TRAIN:
             averages = self.epoch_averages.averages()
             self.train_stats = {"loss": stage_loss}

@@ -61,7 +61,8 @@ def train(corpus, folder, workers):
 
 def sigterm_at(monkeypatch, stage, epoch, step):
     """Sends this process a SIGTERM once the run reaches ``step`` of
-    ``stage`` (``TRAIN``: after that batch; ``VALID``: as it starts)."""
+    ``stage`` (``TRAIN``: after that batch, ``"last"`` the epoch's last;
+    ``VALID``: as it starts)."""
     fit_batch = DistillationBrain.fit_batch
     on_stage_start = DistillationBrain.on_stage_start
 
@@ -72,7 +73,8 @@ def sigterm_at(monkeypatch, stage, epoch, step):
 
     def fit_batch_then_kill(brain, batch):
         loss = fit_batch(brain, batch)
-        if stage == sb.Stage.TRAIN and brain.step == step:
+        last = step == "last" and brain.step == brain.steps_per_epoch
+        if stage == sb.Stage.TRAIN and (brain.step == step or last):
             kill_once(brain)
         return loss
 
@@ -86,20 +88,31 @@ def sigterm_at(monkeypatch, stage, epoch, step):
 
 
 @pytest.mark.parametrize(
-    "stage, step, workers",
-    [(sb.Stage.TRAIN, 3, 0), (sb.Stage.VALID, 0, 0), (sb.Stage.VALID, 0, 1)],
-    ids=["mid_epoch", "epoch_end", "epoch_end_with_a_loader_worker"],
+    "stage, epoch, step, workers",
+    [
+        (sb.Stage.TRAIN, 2, 3, 0),
+        (sb.Stage.TRAIN, 1, "last", 0),
+        (sb.Stage.VALID, 1, 0, 0),
+        (sb.Stage.VALID, 1, 0, 1),
+    ],
+    ids=[
+        "mid_epoch",
+        "at_the_epochs_last_batch",
+        "epoch_end",
+        "epoch_end_with_a_loader_worker",
+    ],
 )
 def test_a_resumed_run_ends_as_an_uninterrupted_one(
-    corpus, tmp_path, monkeypatch, stage, step, workers
+    corpus, tmp_path, monkeypatch, stage, epoch, step, workers
 ):
-    """SIGTERM in epoch 2 (after its third batch) saves an intra-epoch
-    checkpoint and exits with 143; SIGTERM during epoch 1's validation
+    """SIGTERM in epoch 2 (after its third batch), or after epoch 1's last
+    batch, saves an intra-epoch checkpoint and exits with 143 (resumed, the
+    last-batch case trains on no batch before the next epoch); SIGTERM
+    during epoch 1's validation
     exits after the epoch's checkpoint. The same command then resumes, and
     the final weights and EER equal those of an uninterrupted run (at an
     epoch's end with a loader worker too)."""
     metrics, weights = train(corpus, tmp_path / "whole", workers)
-    epoch = 2 if stage == sb.Stage.TRAIN else 1
     sigterm_at(monkeypatch, stage, epoch, step)
 
     def unhandled(signum, frame):
