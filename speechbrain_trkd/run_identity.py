@@ -13,12 +13,16 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import csv
 import hashlib
 import json
+import logging
 import os
 
 from hyperpyyaml import resolve_references
 from ruamel.yaml import YAML
+
+logger = logging.getLogger(__name__)
 
 # Keys that do not shape what is trained: data loading, checkpoint timing
 # and the scoring after training.
@@ -232,23 +236,31 @@ def listed_changes(changes):
 
 
 SEGMENTS_RECORD = "training_segments.json"
+SEGMENT_KEYS = ("ID", "start", "stop", "spk_id")
 
 
 def _segments_identity(csv_path):
-    """The rows and the sha256 of a segment CSV."""
-    with open(csv_path, "rb") as fin:
-        data = fin.read()
-    rows = len(data.splitlines()) - 1
-    return {"rows": rows, "sha256": hashlib.sha256(data).hexdigest()}
+    """The rows of a segment CSV and the sha256 of what defines them (id,
+    start, stop, speaker): not the audio paths, so that a corpus moved or
+    mounted elsewhere is the same data."""
+    with open(csv_path, newline="", encoding="utf-8") as fin:
+        rows = [
+            "\t".join(row.get(key) or "" for key in SEGMENT_KEYS)
+            for row in csv.DictReader(fin)
+        ]
+    digest = hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()
+    return {"rows": len(rows), "sha256": digest}
 
 
 def check_same_segments(output_folder, annotation_files):
     """Raises if a run folder with training state trained on other segments.
 
-    The first call records each annotation file's rows and sha256 in
-    ``training_segments.json``; a later one compares them. So a new trial
-    list whose speakers are already out of training rescores a finished run,
-    while one that moves speakers out of the training data is refused.
+    The first call records each annotation file's rows and the sha256 of
+    their ids, bounds and speakers in ``training_segments.json`` (not the
+    audio paths: a moved corpus is the same data); a later one compares
+    them. So a new trial list whose speakers are already out of training
+    rescores a finished run, while one that moves speakers out of the
+    training data is refused.
 
     Arguments
     ---------
@@ -267,6 +279,9 @@ def check_same_segments(output_folder, annotation_files):
     >>> check_same_segments(folder, [train])
     >>> with open(os.path.join(folder, "train_log.txt"), "w") as f:
     ...     _ = f.write("epoch: 1\\n")
+    >>> check_same_segments(folder, [train])
+    >>> with open(train, "w") as f:  # the audio moved: the same segments
+    ...     _ = f.write("ID,wav,spk_id\\na,/new/a.wav,s1\\nb,/new/b.wav,s2\\n")
     >>> check_same_segments(folder, [train])
     >>> with open(train, "w") as f:
     ...     _ = f.write("ID,spk_id\\na,s1\\n")
@@ -295,6 +310,13 @@ def check_same_segments(output_folder, annotation_files):
                     "--output_folder (or delete the folder to start it again)"
                 )
         return
+    if _has_training_state(output_folder):
+        logger.warning(
+            "%s trained before its segments were recorded: recording them "
+            "now; a change of the trial lists since it trained cannot be "
+            "seen",
+            output_folder,
+        )
     os.makedirs(output_folder, exist_ok=True)
     with open(record_path, "w", encoding="utf-8") as fout:
         json.dump(now, fout, indent=1)
