@@ -32,7 +32,12 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
 
 def calibration_features(
-    segments_csv, n_crops, crop_seconds=2.0, sample_rate=16000, seed=0
+    segments_csv,
+    n_crops,
+    crop_seconds=2.0,
+    sample_rate=16000,
+    seed=0,
+    n_mels=80,
 ):
     """Features of ``n_crops`` crops of a segment CSV, for calibration.
 
@@ -52,11 +57,13 @@ def calibration_features(
         The audio's rate (checked).
     seed : int
         Seed of the draw.
+    n_mels : int
+        Feature size of the graph.
 
     Returns
     -------
     list of numpy.ndarray
-        Features ``[1, frames, 80]``, float32, one per crop.
+        Features ``[1, frames, n_mels]``, float32, one per crop.
 
     Example
     -------
@@ -73,8 +80,11 @@ def calibration_features(
     """
     with open(segments_csv, newline="", encoding="utf-8") as fin:
         rows = list(csv.DictReader(fin))
-    if not rows:
-        raise ValueError(f"{segments_csv} has no segments to calibrate on")
+    if not rows or int(n_crops) < 1:
+        raise ValueError(
+            f"calibration needs at least one crop: {segments_csv} has "
+            f"{len(rows)} segments, and {n_crops} crops were asked for"
+        )
     generator = np.random.default_rng(seed)
     picked = generator.permutation(len(rows))[: int(n_crops)]
     crop = int(crop_seconds * sample_rate)
@@ -86,7 +96,7 @@ def calibration_features(
             start = int(generator.integers(start, stop - crop + 1))
             stop = start + crop
         wav = read_crop(row["wav"], start, stop, sample_rate)
-        features.append(speaker_features(wav).numpy())
+        features.append(speaker_features(wav, n_mels=n_mels).numpy())
     return features
 
 

@@ -290,3 +290,7 @@ def test_int8_without_its_calibration_csv_is_refused_first(
     assert result.returncode != 0
     assert f"{tmp_path}/gone.csv, which does not exist" in result.stderr
     assert not folder.exists()
+    no_crops = [*command[:4], "--onnx_int8", "--onnx_calibration_crops=0"]
+    result = subprocess.run(no_crops, capture_output=True, text=True)
+    assert "calibration needs at least one crop" in result.stderr
+    assert not folder.exists()

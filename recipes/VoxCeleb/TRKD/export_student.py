@@ -205,13 +205,29 @@ if __name__ == "__main__":
     hparams_file, _, overrides = sb.parse_arguments(run_hparams(arguments))
     with open(hparams_file, encoding="utf-8") as fin:
         loaded = load_hyperpyyaml(fin, overrides)
-    calibration_csv = loaded["train_annotation"]
-    if onnx_flags.onnx_int8 and not os.path.isfile(calibration_csv):
-        raise FileNotFoundError(
-            f"--onnx_int8 calibrates on the run's training CSV "
-            f"{calibration_csv}, which does not exist: run the export from "
-            "the folder the run was started in, or pass "
-            "--train_annotation=<a segment CSV of the training audio>"
+    # Everything int8 needs is read before anything is written.
+    calibration = None
+    if onnx_flags.onnx_int8:
+        from speechbrain_trkd.onnx_static_int8 import (
+            calibration_features,
+            quantize_int8_static,
+        )
+
+        calibration_csv = loaded["train_annotation"]
+        if not os.path.isfile(calibration_csv):
+            raise FileNotFoundError(
+                f"--onnx_int8 calibrates on the run's training CSV "
+                f"{calibration_csv}, which does not exist: run the export "
+                "from the folder the run was started in, or pass "
+                "--train_annotation=<a segment CSV of the training audio>"
+            )
+        calibration = calibration_features(
+            calibration_csv,
+            onnx_flags.onnx_calibration_crops,
+            crop_seconds=loaded["sentence_len"],
+            sample_rate=loaded["sample_rate"],
+            seed=loaded["seed"],
+            n_mels=loaded.get("n_mels", 80),
         )
     folder = export_from_hparams(loaded)
     if onnx_flags.onnx or onnx_flags.onnx_int8:
@@ -226,20 +242,8 @@ if __name__ == "__main__":
             os.path.join(folder, ONNX_FILE),
             n_mels=loaded.get("n_mels", 80),
         )
-    if onnx_flags.onnx_int8:
-        from speechbrain_trkd.onnx_static_int8 import (
-            calibration_features,
-            quantize_int8_static,
-        )
-
-        features = calibration_features(
-            calibration_csv,
-            onnx_flags.onnx_calibration_crops,
-            crop_seconds=loaded["sentence_len"],
-            sample_rate=loaded["sample_rate"],
-            seed=loaded["seed"],
-        )
+    if calibration is not None:
         quantize_int8_static(
-            onnx_path, features, os.path.join(folder, INT8_FILE)
+            onnx_path, calibration, os.path.join(folder, INT8_FILE)
         )
     print(folder)
