@@ -256,14 +256,15 @@ def _runner(backend, model, session, wav, n_mels):
     return run
 
 
-def _calibration_inputs(n_crops=8):
+def _calibration_inputs(n_mels, n_crops=8):
     """Static int8's calibration inputs: features of 2 s of noise each (the
     models have random weights, and latency does not depend on the ranges
     measured; the accuracy of a calibrated student is onnx_parity's)."""
     generator = torch.Generator().manual_seed(1)
     return [
         speaker_features(
-            0.1 * torch.randn(1, 2 * SAMPLE_RATE, generator=generator)
+            0.1 * torch.randn(1, 2 * SAMPLE_RATE, generator=generator),
+            n_mels=n_mels,
         ).numpy()
         for _ in range(n_crops)
     ]
@@ -291,7 +292,9 @@ def build_models(names, teacher_folder, work_dir):
         )
         int8 = quantize_int8(fp32)
         static = quantize_int8_static(
-            fp32, _calibration_inputs(), os.path.join(work_dir, f"{name}.s8")
+            fp32,
+            _calibration_inputs(n_mels),
+            os.path.join(work_dir, f"{name}.s8"),
         )
         frames = speaker_features(torch.zeros(2 * SAMPLE_RATE)).shape[1]
         built[name] = {
@@ -487,7 +490,8 @@ def format_markdown(rows, command, environment):
         "(`onnx_int8`: ONNX Runtime dynamic int8, int8 weights, "
         "activations quantised at run time; `onnx_int8_static`: static "
         "QDQ int8, per-channel weights, activation ranges calibrated on "
-        "8 crops of 2 s, as `export_student.py --onnx_int8` writes it). "
+        "8 crops of 2 s of noise here, the same quantisation that "
+        "`export_student.py --onnx_int8` calibrates on training audio). "
         "Students have the recipe's default sizes, untrained "
         "(cost does not depend on the weights).",
         "- Accuracy of the exported student (fp32 and int8) on real speech: "

@@ -213,7 +213,8 @@ def paired_table(runs, tag, no_kd_tag):
         methods = sorted(set(here["method"]) - set(NO_KD))
         baseline = baseline_method(here, pair, [no_kd_tag])
         wanted = [(m, baseline) for m in methods if baseline]
-        if baseline == "none_clean" and "none" in set(here["method"]):
+        no_kd = here[here["tag"] == no_kd_tag]
+        if baseline == "none_clean" and "none" in set(no_kd["method"]):
             wanted += [(m, "none") for m in methods]
         if "trkd" in methods:
             wanted += [("trkd", b) for b in TRKD_BASELINES if b in methods]
