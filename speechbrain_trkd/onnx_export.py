@@ -431,16 +431,53 @@ def quantize_int8(onnx_path, int8_path=None):
     'm.int8.onnx'
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    return quantized_copy(
+        onnx_path,
+        int8_path,
+        lambda prepared, out: quantize_dynamic(
+            prepared, out, weight_type=QuantType.QInt8
+        ),
+    )
+
+
+def quantized_copy(onnx_path, int8_path, quantize):
+    """Pre-processes a float32 graph (shape inference and graph
+    optimisation, as ONNX Runtime recommends), runs ``quantize(prepared,
+    out)`` on it, and moves the result into place whole.
+
+    Arguments
+    ---------
+    onnx_path : str
+        The float32 graph.
+    int8_path : str or None
+        Where to write; None: ``<name>.int8.onnx`` beside it.
+    quantize : callable
+        One of ONNX Runtime's quantisers, given its input and output paths.
+
+    Returns
+    -------
+    str
+        The int8 file.
+
+    Example
+    -------
+    >>> import shutil
+    >>> from speechbrain.lobes.models.ResNet import ResNet
+    >>> model = ResNet(80, channels=[4, 4, 4, 4], block_sizes=[1, 1, 1, 1],
+    ...                lin_neurons=8)
+    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> os.path.basename(quantized_copy(path, None, shutil.copy))
+    'm.int8.onnx'
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if int8_path is None:
         int8_path = os.path.splitext(onnx_path)[0] + ".int8.onnx"
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = os.path.join(tmp, "prepared.onnx")
+    with tempfile.TemporaryDirectory() as work:
+        prepared = os.path.join(work, "prepared.onnx")
         quant_pre_process(onnx_path, prepared)
-        quantize_dynamic(
-            prepared, int8_path + ".tmp", weight_type=QuantType.QInt8
-        )
+        quantize(prepared, int8_path + ".tmp")
     os.replace(int8_path + ".tmp", int8_path)
     return int8_path
 

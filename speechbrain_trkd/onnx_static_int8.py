@@ -15,13 +15,15 @@ Authors
 """
 
 import csv
-import os
-import tempfile
 
 import numpy as np
 
 from speechbrain_trkd.data import read_crop
-from speechbrain_trkd.onnx_export import INPUT_NAME, speaker_features
+from speechbrain_trkd.onnx_export import (
+    INPUT_NAME,
+    quantized_copy,
+    speaker_features,
+)
 
 # Only the weighted operators run in int8; the rest (batch norm folded into
 # Add/Mul, activations, attentive statistics pooling's softmax, means and
@@ -148,24 +150,20 @@ def quantize_int8_static(onnx_path, features, int8_path=None):
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not features:
         raise ValueError("static int8 quantisation needs calibration inputs")
-    if int8_path is None:
-        int8_path = os.path.splitext(onnx_path)[0] + ".int8.onnx"
-    with tempfile.TemporaryDirectory() as work:
-        prepared = os.path.join(work, "prepared.onnx")
-        quant_pre_process(onnx_path, prepared)
-        quantize_static(
+    return quantized_copy(
+        onnx_path,
+        int8_path,
+        lambda prepared, out: quantize_static(
             prepared,
-            int8_path + ".tmp",
+            out,
             _FeatureReader(features),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(QUANTIZED_OPS),
-        )
-    os.replace(int8_path + ".tmp", int8_path)
-    return int8_path
+        ),
+    )
