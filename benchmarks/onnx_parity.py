@@ -4,7 +4,8 @@
 Every utterance of the trial lists is embedded by each backend: PyTorch
 (the recipe's scoring path, ``pretrained_encode_fn`` of the exported
 folder), ONNX Runtime on ``embedding_model.onnx`` and, when present, on
-``embedding_model.int8.onnx``. Utterances are embedded one at a time
+``embedding_model.int8.onnx`` and on the graph from the waveform,
+``embedding_model.waveform.onnx``. Utterances are embedded one at a time
 (``batch_size=1``, 1 thread), so every backend sees the same frames. The
 report gives, per ONNX backend, the worst cosine between its embedding and
 PyTorch's over all utterances, and per backend the cosine-scoring EER and
@@ -32,11 +33,19 @@ from speechbrain_trkd import pretrained, verification
 from speechbrain_trkd.onnx_export import (
     INT8_FILE,
     ONNX_FILE,
+    WAVEFORM_FILE,
     onnx_encode_fn,
     onnx_session,
 )
 from speechbrain_trkd.scoring import cosine_scores
 from speechbrain_trkd.trials import index_utterances, read_trials
+
+BACKEND_FILES = {
+    "pytorch": "embedding_model.ckpt",
+    "onnx_fp32": ONNX_FILE,
+    "onnx_int8": INT8_FILE,
+    "onnx_waveform": WAVEFORM_FILE,
+}
 
 
 def backend_encoders(model_folder, architecture="ecapa"):
@@ -52,7 +61,8 @@ def backend_encoders(model_folder, architecture="ecapa"):
     Returns
     -------
     dict
-        ``{"pytorch": fn, "onnx_fp32": fn[, "onnx_int8": fn]}``.
+        ``{"pytorch": fn, "onnx_fp32": fn[, "onnx_int8": fn,
+        "onnx_waveform": fn]}``.
 
     Example
     -------
@@ -74,10 +84,10 @@ def backend_encoders(model_folder, architecture="ecapa"):
         "pytorch": pretrained.pretrained_encode_fn(encoder),
         "onnx_fp32": onnx_encode_fn(onnx_session(onnx_path), n_mels),
     }
-    int8_path = os.path.join(model_folder, INT8_FILE)
-    if os.path.isfile(int8_path):
-        session = onnx_session(int8_path)
-        encoders["onnx_int8"] = onnx_encode_fn(session, n_mels)
+    for backend, name in BACKEND_FILES.items():
+        path = os.path.join(model_folder, name)
+        if backend not in encoders and os.path.isfile(path):
+            encoders[backend] = onnx_encode_fn(onnx_session(path), n_mels)
     return encoders
 
 
@@ -213,25 +223,28 @@ def format_report(report, sizes, command):
 
 
 def eer_agreement(report, lists, tolerance=0.01):
-    """Whether ONNX fp32's EERs agree with PyTorch's to ``tolerance`` points.
+    """Whether each float ONNX graph's EERs agree with PyTorch's to
+    ``tolerance`` points.
 
     Example
     -------
     >>> report = {"pytorch": {"O": {"eer": 5.0}},
     ...           "onnx_fp32": {"O": {"eer": 5.02}}}
     >>> eer_agreement(report, ["O"])[-1]
-    '- O: ONNX fp32 EER - PyTorch EER = 0.020 points: DISAGREE'
+    '- O: onnx_fp32 EER - PyTorch EER = 0.020 points: DISAGREE'
     """
-    if not {"pytorch", "onnx_fp32"} <= set(report):
+    graphs = [b for b in ("onnx_fp32", "onnx_waveform") if b in report]
+    if "pytorch" not in report or not graphs:
         return []
-    lines = ["", f"EER agreement of ONNX fp32 with PyTorch (to {tolerance:g}):"]
-    for name in lists:
-        gap = report["onnx_fp32"][name]["eer"] - report["pytorch"][name]["eer"]
-        verdict = "agree" if abs(gap) <= tolerance else "DISAGREE"
-        lines.append(
-            f"- {name}: ONNX fp32 EER - PyTorch EER = {gap:.3f} points: "
-            f"{verdict}"
-        )
+    lines = ["", f"EER agreement with PyTorch (to {tolerance:g}):"]
+    for backend in graphs:
+        for name in lists:
+            gap = report[backend][name]["eer"] - report["pytorch"][name]["eer"]
+            verdict = "agree" if abs(gap) <= tolerance else "DISAGREE"
+            lines.append(
+                f"- {name}: {backend} EER - PyTorch EER = {gap:.3f} points: "
+                f"{verdict}"
+            )
     return lines
 
 
@@ -290,14 +303,9 @@ def main(argv=None):
     torch.set_num_threads(1)
     encoders = backend_encoders(args.model_folder, args.architecture)
     report = parity_report(encoders, args.data_folder, args.trials)
-    files = {
-        "pytorch": "embedding_model.ckpt",
-        "onnx_fp32": ONNX_FILE,
-        "onnx_int8": INT8_FILE,
-    }
     sizes = {
         backend: os.path.getsize(os.path.join(args.model_folder, name)) / 1e6
-        for backend, name in files.items()
+        for backend, name in BACKEND_FILES.items()
         if backend in report
     }
     arguments = list(argv if argv is not None else sys.argv[1:])

@@ -1,13 +1,15 @@
 """ONNX export of speaker encoders, int8 quantisation and their features.
 
-SpeechBrain's ``Fbank`` does not export to ONNX, so the features stay in
-Python: :func:`speaker_features` (80 filterbank energies, mean-normalised
-per utterance, as in ``hparams/models/*.yaml``) feeds both the PyTorch
-scoring path and an ONNX Runtime session. The exported graph maps features
-``[batch, frames, n_mels]`` to embeddings ``[batch, dim]``, both batch and
-frames dynamic, for ECAPA-TDNN and ResNet encoders alike. A batch of the
-graph holds utterances of one length: it takes no lengths, so a padded
-frame counts as speech (:func:`onnx_encode_fn` runs each utterance alone).
+The default graph starts from the features: :func:`speaker_features` (80
+filterbank energies, mean-normalised per utterance, as in
+``hparams/models/*.yaml``) feeds both the PyTorch scoring path and an ONNX
+Runtime session. The exported graph maps features ``[batch, frames,
+n_mels]`` to embeddings ``[batch, dim]``, both batch and frames dynamic,
+for ECAPA-TDNN and ResNet encoders alike. A batch of the graph holds
+utterances of one length: it takes no lengths, so a padded frame counts as
+speech (:func:`onnx_encode_fn` runs each utterance alone). A graph that
+starts from the waveform, with the features inside, is in
+``speechbrain_trkd.onnx_waveform``.
 
 Needs the ``deploy`` extra (``pip install -e ".[deploy]"``): ``onnx`` and
 ``onnxruntime``.
@@ -44,7 +46,9 @@ from speechbrain.utils.logger import get_logger
 logger = get_logger(__name__)
 ONNX_FILE = "embedding_model.onnx"
 INT8_FILE = "embedding_model.int8.onnx"
+WAVEFORM_FILE = "embedding_model.waveform.onnx"
 INPUT_NAME = "features"
+WAVEFORM_INPUT = "waveform"
 OUTPUT_NAME = "embedding"
 # The exported graph must match PyTorch to this cosine on a check input of
 # another batch size and length than the tracing one.
@@ -170,19 +174,19 @@ def _traceable_masks():
         yield
 
 
-def _trace_to_onnx(module, args, destination, opset, dynamic=True):
+def _trace_to_onnx(module, args, destination, opset, input_axes=None):
     """``torch.onnx.export`` with the settings of this module.
 
-    The TorchScript exporter (``dynamo=False``): it exports ECAPA-128 in
-    about 1 s against about 20 s for the dynamo one, with the same
-    embeddings, and needs no ``onnxscript``.
+    ``input_axes`` (``{input name: {dim: axis name}}``) names the one input
+    and its dynamic axes; without it the trace is static and unnamed. The
+    TorchScript exporter (``dynamo=False``): it exports ECAPA-128 in about
+    1 s against about 20 s for the dynamo one, with the same embeddings,
+    and needs no ``onnxscript``.
     """
-    axes = None
-    if dynamic:
-        axes = {
-            INPUT_NAME: {0: "batch", 1: "frames"},
-            OUTPUT_NAME: {0: "batch"},
-        }
+    names, axes = None, None
+    if input_axes:
+        names = list(input_axes)
+        axes = {**input_axes, OUTPUT_NAME: {0: "batch"}}
     with _traceable_masks(), warnings.catch_warnings():
         # Chosen on purpose (see above), and folding is only skipped.
         warnings.filterwarnings("ignore", "You are using the legacy")
@@ -192,8 +196,8 @@ def _trace_to_onnx(module, args, destination, opset, dynamic=True):
             module,
             args,
             destination,
-            input_names=[INPUT_NAME] if dynamic else None,
-            output_names=[OUTPUT_NAME] if dynamic else None,
+            input_names=names,
+            output_names=[OUTPUT_NAME] if names else None,
             dynamic_axes=axes,
             opset_version=opset,
             dynamo=False,
@@ -223,7 +227,7 @@ def _module_inputs(graph, example):
 def _exports(module, args, opset):
     """Whether ``module`` alone exports with ``args``."""
     try:
-        _trace_to_onnx(module, args, io.BytesIO(), opset, dynamic=False)
+        _trace_to_onnx(module, args, io.BytesIO(), opset)
     except Exception:
         return False
     return True
@@ -282,31 +286,32 @@ def _called_children(module, path, inputs):
             yield from _called_children(child, full, inputs)
 
 
-def _check_export(graph, path, n_mels):
-    """Raises unless ONNX Runtime matches PyTorch on a new batch and length,
-    and returns the lowest cosine of the two embeddings.
+def _check_export(graph, path, check, input_name):
+    """Raises unless ONNX Runtime matches PyTorch on ``check`` (another
+    batch size and length than the traced one), and returns the lowest
+    cosine of the two embeddings.
 
     A shape frozen while tracing (a ``len()`` or ``.item()`` in the model)
     shows up here, as a failure or as a different embedding.
     """
-    seeded = torch.Generator().manual_seed(0)
-    check = torch.randn(3, 157, n_mels, generator=seeded)
     with torch.no_grad():
         expected = graph(check)
     try:
-        got = onnx_session(path).run(None, {INPUT_NAME: check.numpy()})[0]
+        got = onnx_session(path).run(None, {input_name: check.numpy()})[0]
     except Exception as error:
         raise OnnxExportError(
-            f"{path} fails in ONNX Runtime on features {list(check.shape)} "
-            f"(the export used another batch size and length): {error}"
+            f"{path} fails in ONNX Runtime on {input_name} "
+            f"{list(check.shape)} (the export used another batch size and "
+            f"length): {error}"
         ) from error
     cosine = torch.nn.functional.cosine_similarity(
         torch.from_numpy(got), expected, dim=1
     )
     if not cosine.min() >= MIN_EXPORT_COSINE:
         raise OnnxExportError(
-            f"{path} disagrees with PyTorch on features {list(check.shape)}: "
-            f"cosine {cosine.min().item():.6f} < {MIN_EXPORT_COSINE}"
+            f"{path} disagrees with PyTorch on {input_name} "
+            f"{list(check.shape)}: cosine {cosine.min().item():.6f} < "
+            f"{MIN_EXPORT_COSINE}"
         )
     return cosine.min().item()
 
@@ -349,10 +354,56 @@ def export_onnx(embedding_model, path, n_mels=80, opset=17):
     cannot export Sequential to ONNX: its submodule '0' (Eig) does not
     export: Exporting the operator 'aten::linalg_eigvals' ...
     """
+    seeded = torch.Generator().manual_seed(0)
+    return export_checked(
+        EmbeddingGraph(embedding_model),
+        path,
+        {INPUT_NAME: {0: "batch", 1: "frames"}},
+        torch.randn(2, 200, n_mels),
+        torch.randn(3, 157, n_mels, generator=seeded),
+        opset,
+    )
+
+
+def export_checked(graph, path, input_axes, example, check, opset=17):
+    """Exports ``graph`` (its ``embedding_model`` in eval mode, the mode
+    restored afterwards), checks it in ONNX Runtime and moves it into place.
+
+    Arguments
+    ---------
+    graph : torch.nn.Module
+        A module with an ``embedding_model`` attribute, one input to
+        embeddings ``[batch, dim]``.
+    path : str
+        The ``.onnx`` file to write (replaced atomically).
+    input_axes : dict
+        ``{input name: {dim: axis name}}``: the input and its dynamic axes.
+    example : torch.Tensor
+        The tracing input.
+    check : torch.Tensor
+        An input of another batch size and length, on which ONNX Runtime
+        must match PyTorch to ``MIN_EXPORT_COSINE``.
+    opset : int
+        ONNX opset.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Example
+    -------
+    >>> graph = EmbeddingGraph(torch.nn.Linear(80, 4))
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.onnx")
+    >>> os.path.basename(export_checked(graph, path, {"x": {0: "batch"}},
+    ...     torch.randn(2, 1, 80), torch.randn(3, 1, 80)))
+    'm.onnx'
+    """
+    embedding_model = graph.embedding_model
     was_training = embedding_model.training
     # The exporter restores the root's mode, recursively: eval it is.
-    graph = EmbeddingGraph(embedding_model).eval()
-    example = torch.randn(2, 200, n_mels)
+    graph.eval()
+    (input_name,) = input_axes
     tmp = f"{path}.tmp"
     try:
         with torch.no_grad():
@@ -361,15 +412,15 @@ def export_onnx(embedding_model, path, n_mels=80, opset=17):
             except Exception as error:
                 raise OnnxExportError(
                     f"{type(embedding_model).__name__} fails in PyTorch on "
-                    f"features {list(example.shape)}: {error}"
+                    f"{input_name} {list(example.shape)}: {error}"
                 ) from error
             try:
-                _trace_to_onnx(graph, (example,), tmp, opset)
+                _trace_to_onnx(graph, (example,), tmp, opset, input_axes)
             except Exception as error:
                 raise OnnxExportError(
                     _failure_message(graph, example, opset, error)
                 ) from error
-            cosine = _check_export(graph, tmp, n_mels)
+            cosine = _check_export(graph, tmp, check, input_name)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -378,10 +429,11 @@ def export_onnx(embedding_model, path, n_mels=80, opset=17):
         embedding_model.train(was_training)
     os.replace(tmp, path)
     logger.info(
-        "%s: ONNX Runtime matches PyTorch on new features [3, 157, %d], "
-        "lowest cosine %.6f (required: %s)",
+        "%s: ONNX Runtime matches PyTorch on a new %s %s, lowest cosine "
+        "%.6f (required: %s)",
         path,
-        n_mels,
+        input_name,
+        list(check.shape),
         cosine,
         MIN_EXPORT_COSINE,
     )
@@ -525,14 +577,15 @@ def onnx_encode_fn(session, n_mels=80):
     """An ``encode_fn(wavs, wav_lens)`` for ``compute_embeddings``.
 
     Each waveform is cut to its own length and embedded alone, since the
-    graph takes no lengths.
+    graph takes no lengths. A graph whose input is ``waveform`` gets the
+    samples; any other gets :func:`speaker_features` of them.
 
     Arguments
     ---------
     session : onnxruntime.InferenceSession
         From :func:`onnx_session`.
     n_mels : int
-        Feature size of the graph.
+        Feature size of a feature-input graph.
 
     Returns
     -------
@@ -552,13 +605,17 @@ def onnx_encode_fn(session, n_mels=80):
     >>> both.shape, torch.allclose(both[0], alone[0])
     (torch.Size([2, 4]), True)
     """
+    input_name = session.get_inputs()[0].name
 
     def encode(wavs, wav_lens):
         embeddings = []
         for wav, rel_len in zip(wavs.cpu(), wav_lens.cpu(), strict=True):
             wav = wav[: int(torch.round(rel_len * wavs.shape[1]))]
-            feats = speaker_features(wav, n_mels=n_mels)
-            outputs = session.run(None, {INPUT_NAME: feats.numpy()})
+            if input_name == WAVEFORM_INPUT:
+                inputs = wav.unsqueeze(0).float()
+            else:
+                inputs = speaker_features(wav, n_mels=n_mels)
+            outputs = session.run(None, {input_name: inputs.numpy()})
             embeddings.append(torch.from_numpy(outputs[0]))
         return torch.cat(embeddings)
 

@@ -15,6 +15,7 @@ from speechbrain_trkd.onnx_export import (
     INT8_FILE,
     MIN_EXPORT_COSINE,
     ONNX_FILE,
+    WAVEFORM_FILE,
     OnnxExportError,
     export_onnx,
     onnx_encode_fn,
@@ -23,6 +24,7 @@ from speechbrain_trkd.onnx_export import (
     speaker_features,
 )
 from speechbrain_trkd.onnx_static_int8 import quantize_int8_static
+from speechbrain_trkd.onnx_waveform import export_waveform_onnx
 
 pytest.importorskip("onnxruntime", reason="needs the deploy extra")
 
@@ -77,6 +79,32 @@ def exported(request, tmp_path):
 def test_parity_on_audio_of_several_lengths(exported):
     model, path = exported
     assert worst_cosine(model, onnx_session(path)) >= MIN_EXPORT_COSINE
+
+
+@pytest.mark.parametrize("family", ["ecapa", "resnet"])
+def test_waveform_graph_matches_the_feature_path(family, tmp_path):
+    """Embeddings from the waveform graph equal the Python feature path's
+    (``speaker_features`` then the encoder) to 1e-4 in cosine, alone and in
+    a batch, at several lengths; the graph computes an ONNX STFT."""
+    import onnx
+
+    model = small_ecapa() if family == "ecapa" else small_resnet()
+    path = export_waveform_onnx(model, str(tmp_path / WAVEFORM_FILE))
+    session = onnx_session(path)
+    assert worst_cosine(model, session, (0.3, 1.3, 2.05, 6.1)) >= 1 - 1e-4
+    wavs = torch.stack([voiced_audio(1.7, seed) for seed in range(3)])
+    batch = session.run(None, {"waveform": wavs.numpy()})[0]
+    with torch.no_grad():
+        expected = model.eval()(speaker_features(wavs)).flatten(1)
+    cosine = torch.cosine_similarity(torch.from_numpy(batch), expected)
+    assert cosine.min().item() >= 1 - 1e-4
+    assert "STFT" in {node.op_type for node in onnx.load(path).graph.node}
+
+
+def test_waveform_graph_below_opset_17_is_refused(tmp_path):
+    with pytest.raises(OnnxExportError, match="opset 17 or later"):
+        export_waveform_onnx(small_ecapa(), str(tmp_path / "w.onnx"), opset=16)
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_perturbed_weight_is_caught(exported):
@@ -253,6 +281,7 @@ def test_export_student_writes_onnx_that_matches(recipe_runner, tmp_path):
         f"{output}/hyperparams.yaml",
         f"--export_folder={folder}",
         "--onnx_int8",
+        "--onnx_waveform",
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, (
@@ -263,7 +292,11 @@ def test_export_student_writes_onnx_that_matches(recipe_runner, tmp_path):
     )
     wav = voiced_audio(2.0, 5).unsqueeze(0)
     expected = encoder.encode_batch(wav).squeeze(1)
-    for name, min_cosine in ((ONNX_FILE, MIN_EXPORT_COSINE), (INT8_FILE, 0.9)):
+    for name, min_cosine in (
+        (ONNX_FILE, MIN_EXPORT_COSINE),
+        (WAVEFORM_FILE, MIN_EXPORT_COSINE),
+        (INT8_FILE, 0.9),
+    ):
         got = onnx_encode_fn(onnx_session(str(folder / name)))(
             wav, torch.ones(1)
         )

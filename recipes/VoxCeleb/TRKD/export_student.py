@@ -11,7 +11,7 @@ checkpoint, by validation error, is exported; the run's ``hyperparams.yaml``
 gives every setting)::
 
     python export_student.py <run folder> [--export_folder=...] \\
-        [--onnx] [--onnx_int8]
+        [--onnx] [--onnx_int8] [--onnx_waveform]
 
 A recipe hparams file with overrides works too, as long as its settings are
 the run's (``--output_folder`` names the run); a differing key is refused.
@@ -21,7 +21,10 @@ the normalised features ``[batch, frames, 80]`` to the embeddings ``[batch,
 192]``; ``--onnx_int8`` also its static int8 copy (QDQ, per-channel
 weights), ``embedding_model.int8.onnx``, calibrated on
 ``--onnx_calibration_crops`` crops of the run's training CSV (see
-``speechbrain_trkd/onnx_static_int8.py``).
+``speechbrain_trkd/onnx_static_int8.py``). ``--onnx_waveform`` adds
+``embedding_model.waveform.onnx``, a graph from the 16 kHz waveform
+``[batch, samples]`` with the filterbank and the mean normalisation inside
+(opset 17, see ``speechbrain_trkd/onnx_waveform.py``).
 
 Authors
  * speechbrain-trkd developers 2026
@@ -115,8 +118,9 @@ def parse_onnx_flags(argv):
     ``--onnx`` also writes ``embedding_model.onnx`` (features to
     embeddings, see ``speechbrain_trkd.onnx_export``); ``--onnx_int8``
     writes its static int8 copy too, calibrated on
-    ``--onnx_calibration_crops`` crops of the training CSV. Both need the
-    ``deploy`` extra.
+    ``--onnx_calibration_crops`` crops of the training CSV;
+    ``--onnx_waveform`` writes the graph that starts from the waveform
+    (``speechbrain_trkd.onnx_waveform``). All need the ``deploy`` extra.
 
     Arguments
     ---------
@@ -132,13 +136,14 @@ def parse_onnx_flags(argv):
     Example
     -------
     >>> flags, rest = parse_onnx_flags(["h.yaml", "--onnx", "--seed=3"])
-    >>> flags.onnx, flags.onnx_int8, flags.onnx_calibration_crops, rest
-    (True, False, 128, ['h.yaml', '--seed=3'])
+    >>> flags.onnx, flags.onnx_int8, flags.onnx_waveform, rest
+    (True, False, False, ['h.yaml', '--seed=3'])
     """
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--onnx", action="store_true")
     parser.add_argument("--onnx_int8", action="store_true")
     parser.add_argument("--onnx_calibration_crops", type=int, default=128)
+    parser.add_argument("--onnx_waveform", action="store_true")
     return parser.parse_known_args(argv)
 
 
@@ -245,5 +250,14 @@ if __name__ == "__main__":
     if calibration is not None:
         quantize_int8_static(
             onnx_path, calibration, os.path.join(folder, INT8_FILE)
+        )
+    if onnx_flags.onnx_waveform:
+        from speechbrain_trkd.onnx_export import WAVEFORM_FILE
+        from speechbrain_trkd.onnx_waveform import export_waveform_onnx
+
+        export_waveform_onnx(
+            loaded["embedding_model"],
+            os.path.join(folder, WAVEFORM_FILE),
+            n_mels=loaded.get("n_mels", 80),
         )
     print(folder)
