@@ -3,7 +3,8 @@
 
 For each model (the ECAPA-1024 teacher and the student of each recipe's
 hparams defaults: ECAPA-512, -256, -128 and the ResNet) and each backend
-(PyTorch eager, ONNX Runtime fp32, dynamic int8 and static int8):
+(PyTorch eager, ONNX Runtime fp32, dynamic int8, static int8 and the fp32
+graph that starts from the waveform):
 
 * parameters of the embedding model;
 * MACs of one 2 s utterance: ``torch.utils.flop_counter.FlopCounterMode``
@@ -11,14 +12,16 @@ hparams defaults: ECAPA-512, -256, -128 and the ResNet) and each backend
   multiply-add), halved; element-wise operations, pooling and the features
   are not counted;
 * file size: ``embedding_model.ckpt`` (a state dict) or the ``.onnx`` file;
-* latency of one utterance of each duration (default 2 s and 10 s) on one
-  CPU thread (``torch.set_num_threads(1)``, ONNX Runtime
-  ``intra_op_num_threads=1``): the median of ``--repeats`` runs from the
-  waveform, features included; the features alone are a row of their own.
-  The runs go round-robin over every (duration, model, backend), so a
-  change in the machine's load hits all of them alike, and each latency is
-  also given as a ratio to the reference (the first model, the teacher) on
-  PyTorch.
+* latency of one utterance of each duration (default 2 s and 10 s) on each
+  of ``--threads`` CPU threads (default 1 and 2; ``torch.set_num_threads``,
+  ONNX Runtime ``intra_op_num_threads``, its threads not spinning between
+  runs, so that one session's do not take the next one's cores): the
+  median of ``--repeats`` runs from the waveform, features included; the
+  features alone are a row of their own. For each thread count the runs
+  go round-robin over every (duration, model, backend), so a change in the
+  machine's load hits all of them alike, and each latency is also given
+  as a ratio to the reference (the first model, the teacher) on PyTorch at
+  that thread count.
 
 Students are built from the training hparams files the way
 ``export_student.py`` writes them (the ``inference_hparams`` template with
@@ -55,17 +58,24 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from speechbrain_trkd.onnx_export import (
     INPUT_NAME,
+    WAVEFORM_INPUT,
     export_onnx,
     onnx_session,
-    quantize_int8,
     speaker_features,
 )
-from speechbrain_trkd.onnx_static_int8 import quantize_int8_static
+from speechbrain_trkd.onnx_int8 import quantize_int8, quantize_int8_static
+from speechbrain_trkd.onnx_waveform import export_waveform_onnx
 from speechbrain_trkd.pretrained import RECIPE_HPARAMS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_RATE = 16000
-BACKENDS = ("pytorch", "onnx_fp32", "onnx_int8", "onnx_int8_static")
+BACKENDS = (
+    "pytorch",
+    "onnx_fp32",
+    "onnx_int8",
+    "onnx_int8_static",
+    "onnx_waveform",
+)
 # name: (training hparams file, overrides); "teacher" is special-cased.
 MODELS = {
     "teacher": ("ecapa_to_small.yaml", None),
@@ -247,6 +257,11 @@ def _runner(backend, model, session, wav, n_mels):
             with torch.no_grad():
                 return model(speaker_features(wav, n_mels=n_mels))
 
+    elif backend == "onnx_waveform":
+
+        def run():
+            return session.run(None, {WAVEFORM_INPUT: wav.numpy()})
+
     else:
 
         def run():
@@ -276,8 +291,7 @@ def build_models(names, teacher_folder, work_dir):
     Returns
     -------
     dict
-        ``{name: {"model", "n_mels", "params", "macs_2s", "files",
-        "sessions"}}``.
+        ``{name: {"model", "n_mels", "params", "macs_2s", "files"}}``.
     """
     built = {}
     for name in names:
@@ -296,6 +310,9 @@ def build_models(names, teacher_folder, work_dir):
             _calibration_inputs(n_mels),
             os.path.join(work_dir, f"{name}.s8"),
         )
+        waveform = export_waveform_onnx(
+            model, os.path.join(work_dir, f"{name}.waveform.onnx"), n_mels
+        )
         frames = speaker_features(torch.zeros(2 * SAMPLE_RATE)).shape[1]
         built[name] = {
             "model": model,
@@ -307,17 +324,13 @@ def build_models(names, teacher_folder, work_dir):
                 "onnx_fp32": fp32,
                 "onnx_int8": int8,
                 "onnx_int8_static": static,
-            },
-            "sessions": {
-                "onnx_fp32": onnx_session(fp32),
-                "onnx_int8": onnx_session(int8),
-                "onnx_int8_static": onnx_session(static),
+                "onnx_waveform": waveform,
             },
         }
     return built
 
 
-def measure(names, teacher_folder, durations, repeats, warmup=2):
+def measure(names, teacher_folder, durations, repeats, warmup=2, threads=(1,)):
     """Builds the models and measures every row of the cost table.
 
     Arguments
@@ -332,53 +345,70 @@ def measure(names, teacher_folder, durations, repeats, warmup=2):
         Timed runs per latency.
     warmup : int
         Untimed runs first.
+    threads : sequence of int
+        CPU thread counts, each timed in a round-robin of its own.
 
     Returns
     -------
     list of dict
-        One row per (model, backend), plus one for the features alone.
+        Per thread count, one row per (model, backend), plus one for the
+        features alone.
     """
-    torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as work_dir:
+        torch.set_num_threads(1)
         built = build_models(names, teacher_folder, work_dir)
-        generator = torch.Generator().manual_seed(0)
-        runners = {}
-        for duration in durations:
-            wav = 0.1 * torch.randn(
-                1, int(duration * SAMPLE_RATE), generator=generator
+        for count in threads:
+            rows += _timed_rows(
+                built, names[0], durations, repeats, warmup, count
             )
-            runners[(duration, "features", "")] = lambda wav=wav: (
-                speaker_features(wav)
-            )
-            for name, info in built.items():
-                for backend in BACKENDS:
-                    runners[(duration, name, backend)] = _runner(
-                        backend,
-                        info["model"],
-                        info["sessions"].get(backend),
-                        wav,
-                        info["n_mels"],
-                    )
-        # One round-robin over every duration too: a change of load hits all.
-        medians = round_robin_medians(runners, repeats, warmup)
-        latency = {duration: {} for duration in durations}
-        for (duration, name, backend), seconds in medians.items():
-            latency[duration][(name, backend)] = seconds
-        reference = (names[0], "pytorch")
-        rows.append(_row("features", "", None, latency, durations, reference))
-        for name, info in built.items():
-            for backend in BACKENDS:
-                row = _row(name, backend, info, latency, durations, reference)
-                rows.append(row)
     return rows
 
 
-def _row(name, backend, info, latency, durations, reference):
-    """One row of the cost table."""
+def _timed_rows(built, reference, durations, repeats, warmup, threads):
+    """The rows of one thread count: every latency in one round-robin."""
+    torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(0)
+    runners = {}
+    for duration in durations:
+        wav = 0.1 * torch.randn(
+            1, int(duration * SAMPLE_RATE), generator=generator
+        )
+        runners[(duration, "features", "")] = lambda wav=wav: speaker_features(
+            wav
+        )
+        for name, info in built.items():
+            for backend in BACKENDS:
+                session = None
+                if backend != "pytorch":
+                    session = onnx_session(
+                        info["files"][backend], threads, spinning=False
+                    )
+                runners[(duration, name, backend)] = _runner(
+                    backend, info["model"], session, wav, info["n_mels"]
+                )
+    # One round-robin over every duration too: a change of load hits all.
+    medians = round_robin_medians(runners, repeats, warmup)
+    latency = {duration: {} for duration in durations}
+    for (duration, name, backend), seconds in medians.items():
+        latency[duration][(name, backend)] = seconds
+    reference = (reference, "pytorch")
+    timing = (latency, durations, reference, threads)
+    rows = [_row("features", "", None, timing)]
+    for name, info in built.items():
+        for backend in BACKENDS:
+            rows.append(_row(name, backend, info, timing))
+    return rows
+
+
+def _row(name, backend, info, timing):
+    """One row of the cost table; ``timing`` is ``(latency, durations,
+    reference, threads)``."""
+    latency, durations, reference, threads = timing
     row = {
         "model": LABELS.get(name, name) if info else "features only",
         "backend": backend or "python (Fbank + mean norm)",
+        "threads": str(threads),
         "params_M": "",
         "macs_2s_G": "",
         "size_MB": "",
@@ -417,13 +447,14 @@ def _environment():
             cpu = names[0].split(":", 1)[1].strip()
     return (
         f"git {commit}, {cpu}, torch {torch.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}, 1 thread"
+        f"onnxruntime {onnxruntime.__version__}"
     )
 
 
 COLUMNS = {
     "model": "model",
     "backend": "backend",
+    "threads": "threads",
     "params_M": "params (M)",
     "macs_2s_G": "MACs, 2 s (G)",
     "size_MB": "file (MB)",
@@ -449,12 +480,13 @@ def format_markdown(rows, command, environment):
 
     Example
     -------
-    >>> row = {"model": "m", "backend": "pytorch", "params_M": "1.00",
+    >>> row = {"model": "m", "backend": "pytorch", "threads": "1",
+    ...        "params_M": "1.00",
     ...        "macs_2s_G": "0.500", "size_MB": "4.00",
     ...        "latency_2s_ratio": "1.000", "latency_2s_ms": "12.0"}
     >>> text = format_markdown([row], "cmd", "env")
     >>> text.splitlines()[-1]
-    '| m | pytorch | 1.00 | 0.500 | 4.00 | 1.000 | 12.0 |'
+    '| m | pytorch | 1 | 1.00 | 0.500 | 4.00 | 1.000 | 12.0 |'
     """
     durations = [
         k[len("latency_") : -len("s_ratio")]
@@ -477,10 +509,12 @@ def format_markdown(rows, command, environment):
         "",
         "- Latency: one utterance (random noise of that duration), from the "
         "waveform to the embedding, features included (their own row gives "
-        "them alone), on 1 CPU thread; the median of the runs, every "
-        "(duration, model, backend) timed in turn. The ratio (ref.) is to the "
-        f"{reference} on PyTorch in the same run: compare ratios across "
-        "machines, not milliseconds.",
+        "them alone), on the row's number of CPU threads (ONNX Runtime's "
+        "not spinning between runs); the median of the "
+        "runs, every (duration, model, backend) of one thread count timed in "
+        "turn. The ratio (ref.) is to the "
+        f"{reference} on PyTorch at the same thread count, in the same "
+        "round-robin: compare ratios across machines, not milliseconds.",
         "- MACs: multiply-adds of the matrix products and convolutions "
         "(`torch.utils.flop_counter.FlopCounterMode` FLOPs / 2) for 2 s of "
         "audio (201 frames); element-wise operations, pooling and the "
@@ -491,7 +525,9 @@ def format_markdown(rows, command, environment):
         "activations quantised at run time; `onnx_int8_static`: static "
         "QDQ int8, per-channel weights, activation ranges calibrated on "
         "8 crops of 2 s of noise here, the same quantisation that "
-        "`export_student.py --onnx_int8` calibrates on training audio). "
+        "`export_student.py --onnx_int8` calibrates on training audio; "
+        "`onnx_waveform`: the fp32 graph from the waveform, its features "
+        "inside, `embedding_model.waveform.onnx`). "
         "Students have the recipe's default sizes, untrained "
         "(cost does not depend on the weights).",
         "- Accuracy of the exported student (fp32 and int8) on real speech: "
@@ -537,6 +573,7 @@ def main(argv=None):
     parser.add_argument(
         "--durations", nargs="+", type=float, default=[2.0, 10.0]
     )
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--output_folder", required=True)
@@ -550,6 +587,7 @@ def main(argv=None):
         args.durations,
         args.repeats,
         args.warmup,
+        args.threads,
     )
     text = format_markdown(rows, command, environment)
     write_results(rows, args.output_folder, text)

@@ -1,4 +1,4 @@
-"""ONNX export of speaker encoders, int8 quantisation and their features.
+"""ONNX export of speaker encoders, and their features.
 
 The default graph starts from the features: :func:`speaker_features` (80
 filterbank energies, mean-normalised per utterance, as in
@@ -9,7 +9,8 @@ for ECAPA-TDNN and ResNet encoders alike. A batch of the graph holds
 utterances of one length: it takes no lengths, so a padded frame counts as
 speech (:func:`onnx_encode_fn` runs each utterance alone). A graph that
 starts from the waveform, with the features inside, is in
-``speechbrain_trkd.onnx_waveform``.
+``speechbrain_trkd.onnx_waveform``; int8 copies, in
+``speechbrain_trkd.onnx_int8``.
 
 Needs the ``deploy`` extra (``pip install -e ".[deploy]"``): ``onnx`` and
 ``onnxruntime``.
@@ -33,7 +34,6 @@ import contextlib
 import functools
 import io
 import os
-import tempfile
 import warnings
 from unittest import mock
 
@@ -393,6 +393,7 @@ def export_checked(graph, path, input_axes, example, check, opset=17):
 
     Example
     -------
+    >>> import tempfile
     >>> graph = EmbeddingGraph(torch.nn.Linear(80, 4))
     >>> path = os.path.join(tempfile.mkdtemp(), "m.onnx")
     >>> os.path.basename(export_checked(graph, path, {"x": {0: "batch"}},
@@ -454,87 +455,7 @@ def _failure_message(graph, example, opset, error):
     )
 
 
-def quantize_int8(onnx_path, int8_path=None):
-    """Dynamic int8 quantisation with ONNX Runtime's quantiser.
-
-    Weights are stored as int8 (per tensor); activations are quantised at
-    run time. The graph is first pre-processed (shape inference and graph
-    optimisation), as ONNX Runtime recommends.
-
-    Arguments
-    ---------
-    onnx_path : str
-        The float32 graph.
-    int8_path : str, optional
-        Where to write; by default ``<name>.int8.onnx`` beside it.
-
-    Returns
-    -------
-    str
-        The int8 file.
-
-    Example
-    -------
-    >>> from speechbrain.lobes.models.ResNet import ResNet
-    >>> model = ResNet(80, channels=[4, 4, 4, 4], block_sizes=[1, 1, 1, 1],
-    ...                lin_neurons=8)
-    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
-    >>> os.path.basename(quantize_int8(path))
-    'm.int8.onnx'
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    return quantized_copy(
-        onnx_path,
-        int8_path,
-        lambda prepared, out: quantize_dynamic(
-            prepared, out, weight_type=QuantType.QInt8
-        ),
-    )
-
-
-def quantized_copy(onnx_path, int8_path, quantize):
-    """Pre-processes a float32 graph (shape inference and graph
-    optimisation, as ONNX Runtime recommends), runs ``quantize(prepared,
-    out)`` on it, and moves the result into place whole.
-
-    Arguments
-    ---------
-    onnx_path : str
-        The float32 graph.
-    int8_path : str or None
-        Where to write; None: ``<name>.int8.onnx`` beside it.
-    quantize : callable
-        One of ONNX Runtime's quantisers, given its input and output paths.
-
-    Returns
-    -------
-    str
-        The int8 file.
-
-    Example
-    -------
-    >>> import shutil
-    >>> from speechbrain.lobes.models.ResNet import ResNet
-    >>> model = ResNet(80, channels=[4, 4, 4, 4], block_sizes=[1, 1, 1, 1],
-    ...                lin_neurons=8)
-    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
-    >>> os.path.basename(quantized_copy(path, None, shutil.copy))
-    'm.int8.onnx'
-    """
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    if int8_path is None:
-        int8_path = os.path.splitext(onnx_path)[0] + ".int8.onnx"
-    with tempfile.TemporaryDirectory() as work:
-        prepared = os.path.join(work, "prepared.onnx")
-        quant_pre_process(onnx_path, prepared)
-        quantize(prepared, int8_path + ".tmp")
-    os.replace(int8_path + ".tmp", int8_path)
-    return int8_path
-
-
-def onnx_session(path, num_threads=1):
+def onnx_session(path, num_threads=1, spinning=True):
     """An ONNX Runtime CPU session.
 
     Arguments
@@ -543,6 +464,11 @@ def onnx_session(path, num_threads=1):
         An ``.onnx`` file.
     num_threads : int
         Threads within an operator (``intra_op_num_threads``).
+    spinning : bool
+        Whether those threads spin between runs, waiting for the next one
+        (ONNX Runtime's default; lower latency when the session runs
+        alone). Timing several sessions in turn needs it off, or the
+        spinning threads of one take the cores of the next.
 
     Returns
     -------
@@ -568,6 +494,8 @@ def onnx_session(path, num_threads=1):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = num_threads
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(
         path, options, providers=["CPUExecutionProvider"]
     )
@@ -594,6 +522,7 @@ def onnx_encode_fn(session, n_mels=80):
 
     Example
     -------
+    >>> import tempfile
     >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
     >>> model = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=4)
     >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))

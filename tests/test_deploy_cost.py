@@ -18,6 +18,7 @@ def test_tiny_cost_table(tmp_path):
             "--durations", "0.5", "1",
             "--repeats", "2",
             "--warmup", "0",
+            "--threads", "1", "2",
             "--output_folder", str(tmp_path),
         ]
     )  # fmt: skip
@@ -27,7 +28,10 @@ def test_tiny_cost_table(tmp_path):
     assert [(r["model"], r["backend"]) for r in rows[1 : 1 + n]] == [
         ("student ECAPA-128", b) for b in deploy_cost.BACKENDS
     ]
-    assert len(rows) == 1 + 2 * n
+    assert len(rows) == 2 * (1 + 2 * n)  # two thread counts
+    assert {r["threads"] for r in rows[: 1 + 2 * n]} == {"1"}
+    assert {r["threads"] for r in rows[1 + 2 * n :]} == {"2"}
+    assert rows[2 + 2 * n]["latency_0.5s_ratio"] == "1.000"
     assert rows[1]["latency_0.5s_ratio"] == "1.000"  # the reference
     small, large = rows[1], rows[1 + n]
     assert float(small["params_M"]) < float(large["params_M"])
@@ -37,4 +41,5 @@ def test_tiny_cost_table(tmp_path):
     assert all(float(r["latency_1s_ms"]) > 0 for r in rows)
     text = (tmp_path / "deploy.md").read_text()
     assert "python benchmarks/deploy_cost.py --models ecapa128" in text
-    assert "| student ECAPA-256 | onnx_int8 |" in text
+    assert "| student ECAPA-256 | onnx_int8 | 1 |" in text
+    assert "| student ECAPA-256 | onnx_waveform | 2 |" in text

@@ -21,7 +21,7 @@ the normalised features ``[batch, frames, 80]`` to the embeddings ``[batch,
 192]``; ``--onnx_int8`` also its static int8 copy (QDQ, per-channel
 weights), ``embedding_model.int8.onnx``, calibrated on
 ``--onnx_calibration_crops`` crops of the run's training CSV (see
-``speechbrain_trkd/onnx_static_int8.py``). ``--onnx_waveform`` adds
+``speechbrain_trkd/onnx_int8.py``). ``--onnx_waveform`` adds
 ``embedding_model.waveform.onnx``, a graph from the 16 kHz waveform
 ``[batch, samples]`` with the filterbank and the mean normalisation inside
 (opset 17, see ``speechbrain_trkd/onnx_waveform.py``).
@@ -213,7 +213,7 @@ if __name__ == "__main__":
     # Everything int8 needs is read before anything is written.
     calibration = None
     if onnx_flags.onnx_int8:
-        from speechbrain_trkd.onnx_static_int8 import (
+        from speechbrain_trkd.onnx_int8 import (
             calibration_features,
             quantize_int8_static,
         )

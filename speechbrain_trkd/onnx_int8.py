@@ -1,8 +1,10 @@
-"""Static int8 quantisation of an exported encoder, calibrated on speech.
+"""int8 copies of an exported encoder: static (calibrated on speech), and
+dynamic.
 
-ONNX Runtime's dynamic quantisation suits MatMul-heavy models; a speaker
-encoder is convolutional, where ONNX Runtime advises static quantisation in
-the QDQ format: the graph is pre-processed (``quant_pre_process``), every
+ONNX Runtime's dynamic quantisation (:func:`quantize_int8`) suits
+MatMul-heavy models; a speaker encoder is convolutional, where ONNX Runtime
+advises static quantisation (:func:`quantize_int8_static`) in the QDQ
+format: the graph is pre-processed (``quant_pre_process``), every
 activation's range is measured on representative inputs (a
 ``CalibrationDataReader``), and weights are quantised per output channel.
 The representative inputs here are crops of the training audio, as the
@@ -15,15 +17,13 @@ Authors
 """
 
 import csv
+import os
+import tempfile
 
 import numpy as np
 
 from speechbrain_trkd.data import read_crop
-from speechbrain_trkd.onnx_export import (
-    INPUT_NAME,
-    quantized_copy,
-    speaker_features,
-)
+from speechbrain_trkd.onnx_export import INPUT_NAME, speaker_features
 
 # Only the weighted operators run in int8; the rest (batch norm folded into
 # Add/Mul, activations, attentive statistics pooling's softmax, means and
@@ -167,3 +167,85 @@ def quantize_int8_static(onnx_path, features, int8_path=None):
             op_types_to_quantize=list(QUANTIZED_OPS),
         ),
     )
+
+
+def quantize_int8(onnx_path, int8_path=None):
+    """Dynamic int8 quantisation with ONNX Runtime's quantiser.
+
+    Weights are stored as int8 (per tensor); activations are quantised at
+    run time. The graph is first pre-processed (shape inference and graph
+    optimisation), as ONNX Runtime recommends.
+
+    Arguments
+    ---------
+    onnx_path : str
+        The float32 graph.
+    int8_path : str, optional
+        Where to write; by default ``<name>.int8.onnx`` beside it.
+
+    Returns
+    -------
+    str
+        The int8 file.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.ResNet import ResNet
+    >>> from speechbrain_trkd.onnx_export import export_onnx
+    >>> model = ResNet(80, channels=[4, 4, 4, 4], block_sizes=[1, 1, 1, 1],
+    ...                lin_neurons=8)
+    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> os.path.basename(quantize_int8(path))
+    'm.int8.onnx'
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    return quantized_copy(
+        onnx_path,
+        int8_path,
+        lambda prepared, out: quantize_dynamic(
+            prepared, out, weight_type=QuantType.QInt8
+        ),
+    )
+
+
+def quantized_copy(onnx_path, int8_path, quantize):
+    """Pre-processes a float32 graph (shape inference and graph
+    optimisation, as ONNX Runtime recommends), runs ``quantize(prepared,
+    out)`` on it, and moves the result into place whole.
+
+    Arguments
+    ---------
+    onnx_path : str
+        The float32 graph.
+    int8_path : str or None
+        Where to write; None: ``<name>.int8.onnx`` beside it.
+    quantize : callable
+        One of ONNX Runtime's quantisers, given its input and output paths.
+
+    Returns
+    -------
+    str
+        The int8 file.
+
+    Example
+    -------
+    >>> import shutil
+    >>> from speechbrain.lobes.models.ResNet import ResNet
+    >>> from speechbrain_trkd.onnx_export import export_onnx
+    >>> model = ResNet(80, channels=[4, 4, 4, 4], block_sizes=[1, 1, 1, 1],
+    ...                lin_neurons=8)
+    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> os.path.basename(quantized_copy(path, None, shutil.copy))
+    'm.int8.onnx'
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if int8_path is None:
+        int8_path = os.path.splitext(onnx_path)[0] + ".int8.onnx"
+    with tempfile.TemporaryDirectory() as work:
+        prepared = os.path.join(work, "prepared.onnx")
+        quant_pre_process(onnx_path, prepared)
+        quantize(prepared, int8_path + ".tmp")
+    os.replace(int8_path + ".tmp", int8_path)
+    return int8_path
