@@ -11,11 +11,14 @@ import torch
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_trkd.plots import write_verification_plots
-from speechbrain_trkd.trials import as_path_list, fetch_verification_list
+from speechbrain_trkd.trials import (
+    as_path_list,
+    fetch_verification_list,
+    read_utterance_paths,
+)
 from speechbrain_trkd.verification import (
     evaluate_verification,
     format_results_table,
-    read_utterance_paths,
     trained_speaker_overlap,
     write_metrics,
 )

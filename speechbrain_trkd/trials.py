@@ -1,11 +1,13 @@
 """Trial lists and score files: where a list comes from (a path, or a URL
 fetched once), how it is read and checked, the utterances its trials
-index, and the score files written per list and backend.
+index and where their audio is, and the score files written per list and
+backend.
 
 Authors
  * speechbrain-trkd developers 2026
 """
 
+import csv
 import logging
 import os
 import urllib.parse
@@ -418,3 +420,83 @@ def check_distinct_downloads(sources):
                     "yourself and give its local path"
                 )
             seen[name] = source
+
+
+def read_utterance_paths(csv_files):
+    """Maps utterance IDs to audio files, from SpeechBrain CSVs.
+
+    Trial lists may name utterances by an annotation's ``ID`` (alone or as
+    ``<ID>.wav``, the convention of SpeechBrain's sample verification list)
+    rather than by their path under ``<data_folder>/wav``.
+
+    Arguments
+    ---------
+    csv_files : list of str
+        CSV files with the columns ``ID`` and ``wav``.
+
+    Returns
+    -------
+    dict
+        ``{ID: wav}`` over all files; empty for no files.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "utts.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("ID,duration,wav,spk_id\\nu1,1.0,/a/u1.wav,s1\\n")
+    >>> read_utterance_paths([path])
+    {'u1': '/a/u1.wav'}
+    >>> utterance_path("u1.wav", "/data", read_utterance_paths([path]))
+    '/a/u1.wav'
+    """
+    paths = {}
+    for csv_path in csv_files:
+        with open(csv_path, newline="", encoding="utf-8") as csv_file:
+            reader = csv.DictReader(csv_file, skipinitialspace=True)
+            missing = {"ID", "wav"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(
+                    f"{csv_path}: missing column(s) {sorted(missing)}"
+                )
+            paths.update((row["ID"], row["wav"]) for row in reader)
+    return paths
+
+
+def utterance_path(utt, data_folder, utterance_paths):
+    """Audio file of a trial utterance: the mapping's (by the utterance or
+    its name without extension), else under wav/.
+
+    Example
+    -------
+    >>> utterance_path("s1/a/u.wav", "/data", {})
+    '/data/wav/s1/a/u.wav'
+    """
+    for key in (utt, os.path.splitext(utt)[0]):
+        if utterance_paths and key in utterance_paths:
+            return utterance_paths[key]
+    return os.path.join(data_folder, "wav", utt)
+
+
+def check_utterances_exist(trials, list_name, list_path, path_of):
+    """Fails on the first trial utterance whose audio file is missing.
+
+    Example
+    -------
+    >>> trials = Trials(torch.tensor([1]), ["a.wav"], ["b.wav"])
+    >>> check_utterances_exist(trials, "O", "O.txt", lambda u: "/no/" + u)
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: trial list O (O.txt), trial 1: audio of a.wav not ...
+    """
+    seen = set()
+    for line, utts in enumerate(zip(trials.enrol, trials.test, strict=True)):
+        for utt in utts:
+            if utt in seen:
+                continue
+            seen.add(utt)
+            if not os.path.isfile(path_of(utt)):
+                raise FileNotFoundError(
+                    f"trial list {list_name} ({list_path}), trial "
+                    f"{line + 1}: audio of {utt} not found ({path_of(utt)})"
+                )

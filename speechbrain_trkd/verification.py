@@ -1,10 +1,10 @@
-"""Speaker verification: whole-utterance embeddings, trial lists, cohorts,
-the scoring backends (cosine, AS-norm, PLDA) and the EER / minDCF report.
+"""Speaker verification: cohorts, the scoring backends (cosine, AS-norm,
+PLDA) over an encoder's embeddings, and the EER / minDCF report.
 
-Trial lists are in the VoxCeleb format (``label enrol test``, utterances
-relative to ``<data_folder>/wav``, or named by ID in SpeechBrain CSVs).
-Embeddings are computed utterance by utterance in batches of equal length
-(padding moves ECAPA embeddings).
+Trial lists (``label enrol test`` in the VoxCeleb format) and where their
+utterances are: :mod:`speechbrain_trkd.trials`; embeddings, utterance by
+utterance in batches of equal length (padding moves ECAPA embeddings):
+:mod:`speechbrain_trkd.embeddings`.
 
 Authors
  * speechbrain-trkd developers 2026
@@ -28,17 +28,18 @@ from speechbrain_trkd.scoring import (
     cosine_scores,
     speaker_mean_embeddings,
 )
-from speechbrain_trkd.trials import index_utterances, read_trials, write_scores
+from speechbrain_trkd.trials import (
+    check_utterances_exist,
+    index_utterances,
+    read_trials,
+    utterance_path,
+    write_scores,
+)
 
 logger = get_logger(__name__)
 
 
 BACKENDS = ("cosine", "asnorm", "plda")
-
-
-# ---------------------------------------------------------------------------
-# Embedding extraction
-# ---------------------------------------------------------------------------
 
 
 def read_cohort_list(train_csv, data_folder, utts_per_speaker=10):
@@ -128,71 +129,6 @@ def _named_trial_lists(trial_lists):
     if not named:
         raise ValueError("no trial lists given")
     return named
-
-
-def read_utterance_paths(csv_files):
-    """Maps utterance IDs to audio files, from SpeechBrain CSVs.
-
-    Trial lists may name utterances by an annotation's ``ID`` (alone or as
-    ``<ID>.wav``, the convention of SpeechBrain's sample verification list)
-    rather than by their path under ``<data_folder>/wav``.
-
-    Arguments
-    ---------
-    csv_files : list of str
-        CSV files with the columns ``ID`` and ``wav``.
-
-    Returns
-    -------
-    dict
-        ``{ID: wav}`` over all files; empty for no files.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "utts.csv")
-    >>> with open(path, "w") as f:
-    ...     _ = f.write("ID,duration,wav,spk_id\\nu1,1.0,/a/u1.wav,s1\\n")
-    >>> read_utterance_paths([path])
-    {'u1': '/a/u1.wav'}
-    >>> _utterance_path("u1.wav", "/data", read_utterance_paths([path]))
-    '/a/u1.wav'
-    """
-    paths = {}
-    for csv_path in csv_files:
-        with open(csv_path, newline="", encoding="utf-8") as csv_file:
-            reader = csv.DictReader(csv_file, skipinitialspace=True)
-            missing = {"ID", "wav"} - set(reader.fieldnames or [])
-            if missing:
-                raise ValueError(
-                    f"{csv_path}: missing column(s) {sorted(missing)}"
-                )
-            paths.update((row["ID"], row["wav"]) for row in reader)
-    return paths
-
-
-def _utterance_path(utt, data_folder, utterance_paths):
-    """Audio file of a trial utterance: the mapping's (by the utterance or
-    its name without extension), else under wav/."""
-    for key in (utt, os.path.splitext(utt)[0]):
-        if utterance_paths and key in utterance_paths:
-            return utterance_paths[key]
-    return os.path.join(data_folder, "wav", utt)
-
-
-def _check_utterances_exist(trials, list_name, list_path, path_of):
-    """Fails on the first trial utterance whose audio file is missing."""
-    seen = set()
-    for line, utts in enumerate(zip(trials.enrol, trials.test, strict=True)):
-        for utt in utts:
-            if utt in seen:
-                continue
-            seen.add(utt)
-            if not os.path.isfile(path_of(utt)):
-                raise FileNotFoundError(
-                    f"trial list {list_name} ({list_path}), trial "
-                    f"{line + 1}: audio of {utt} not found ({path_of(utt)})"
-                )
 
 
 def verification_metrics(scores, labels, p_targets=(0.01, 0.05)):
@@ -325,12 +261,12 @@ def evaluate_verification(
         device = infer_device()
 
     def path_of(utt):
-        return _utterance_path(utt, data_folder, utterance_paths)
+        return utterance_path(utt, data_folder, utterance_paths)
 
     trials = {}
     for name, path in named.items():
         trials[name] = read_trials(path)
-        _check_utterances_exist(trials[name], name, path, path_of)
+        check_utterances_exist(trials[name], name, path, path_of)
     sides = [side for t in trials.values() for side in (t.enrol, t.test)]
     utterances, indices = index_utterances(*sides)
     wav_paths = [path_of(utt) for utt in utterances]

@@ -39,10 +39,10 @@ from speechbrain_trkd.pretrained import (
     load_pretrained_encoder,
     pretrained_encode_fn,
 )
+from speechbrain_trkd.trials import read_utterance_paths
 from speechbrain_trkd.verification import (
     evaluate_verification,
     format_results_table,
-    read_utterance_paths,
     trained_speaker_overlap,
     write_metrics,
 )
