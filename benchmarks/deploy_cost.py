@@ -44,7 +44,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ import ruamel.yaml.constructor
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import resolve_references
+from provenance import git_revision
 from torch.utils.flop_counter import FlopCounterMode
 
 from speechbrain_trkd.onnx_export import (
@@ -67,7 +67,6 @@ from speechbrain_trkd.onnx_int8 import quantize_int8, quantize_int8_static
 from speechbrain_trkd.onnx_waveform import export_waveform_onnx
 from speechbrain_trkd.pretrained import RECIPE_HPARAMS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_RATE = 16000
 BACKENDS = (
     "pytorch",
@@ -430,15 +429,6 @@ def _environment():
     """The software and machine the figures come from."""
     import onnxruntime
 
-    try:
-        commit = subprocess.run(
-            ["git", "-C", REPO, "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     cpu = platform.processor() or platform.machine()
     if os.path.isfile("/proc/cpuinfo"):
         with open("/proc/cpuinfo", encoding="utf-8") as fin:
@@ -446,7 +436,7 @@ def _environment():
         if names:
             cpu = names[0].split(":", 1)[1].strip()
     return (
-        f"git {commit}, {cpu}, torch {torch.__version__}, "
+        f"git {git_revision()}, {cpu}, torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__}"
     )
 

@@ -73,12 +73,11 @@ from bench_config import (  # noqa: E402
     SPLIT_RATIO,
     TEACHER_FILE,
     THROUGHPUT_FILE,
-    git_revision,
-    hardware,
     method_overrides,
     read_json,
     run_config,
 )
+from provenance import git_revision, hardware  # noqa: E402
 from report import write_report  # noqa: E402
 from stage_data import check_held_out, recipe_modules, trial_lists  # noqa: E402
 from stage_students import run_jobs, run_students  # noqa: E402
