@@ -271,18 +271,17 @@ def test_unexportable_module_is_named(tmp_path):
 
 def test_pytorch_scoring_path_uses_the_same_features(tmp_path):
     """``pretrained_encode_fn`` equals ``EncoderClassifier.encode_batch``."""
-    sys.path.insert(0, str(REPO / "recipes" / "VoxCeleb" / "TRKD"))
-    import export_student
     from speechbrain.dataio.encoder import CategoricalEncoder
     from speechbrain.lobes.models.ECAPA_TDNN import Classifier
     from speechbrain.processing.features import InputNormalization
 
     from speechbrain_trkd import pretrained
+    from speechbrain_trkd.export import export_model
 
     labels = CategoricalEncoder()
     labels.update_from_iterable(["a", "b"])
     labels.save(str(tmp_path / "label_encoder.txt"))
-    folder = export_student.export_model(
+    folder = export_model(
         small_ecapa().eval(),
         Classifier(24, out_neurons=2),
         str(tmp_path / "label_encoder.txt"),

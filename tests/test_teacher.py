@@ -3,7 +3,6 @@
 import pathlib
 import re
 import shutil
-import sys
 import types
 
 import pytest
@@ -20,7 +19,6 @@ from speechbrain_trkd.teacher import FrozenTeacher, class_index_map
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RECIPE_DIR = REPO / "recipes" / "VoxCeleb" / "TRKD"
 SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(RECIPE_DIR))
 
 HUB_TEACHER = SHARED / "models" / "spkrec-ecapa-voxceleb"
 
