@@ -5,7 +5,8 @@ One command runs the whole comparison with the recipe's own code,
 resumably:
 
 1. decodes the corpus once into an int16 cache that every process maps
-   (``audio_cache.py``); the recipe reads it through ``audio_io``;
+   (``speechbrain_trkd.audio_cache``); the stages below read it through
+   ``audio_cache.reading_from``;
 2. prepares the corpus (``voxceleb_prepare.py``), the trial lists' speakers
    kept out of training;
 3. the teacher: one that knows the training speakers
@@ -61,7 +62,6 @@ if str(_RECIPE) not in sys.path:
 
 import torch  # noqa: E402
 import voxceleb_prepare  # noqa: E402
-from audio_cache import AudioCache, build_audio_cache, cached_audio  # noqa
 from bench_config import (  # noqa: E402
     BENCH_DIR,
     INVOCATIONS_FILE,
@@ -79,10 +79,12 @@ from bench_config import (  # noqa: E402
 )
 from provenance import git_revision, hardware  # noqa: E402
 from report import write_report  # noqa: E402
-from stage_data import check_held_out, recipe_modules, trial_lists  # noqa: E402
+from stage_data import check_held_out, trial_lists  # noqa: E402
 from stage_students import run_jobs, run_students  # noqa: E402
 from stage_teacher import run_teacher, run_teacher_cache  # noqa: E402
 from stage_throughput import run_throughput  # noqa: E402
+
+from speechbrain_trkd.audio_cache import build_audio_cache, reading_from  # noqa
 
 
 def build_parser():
@@ -387,7 +389,7 @@ def main(argv=None):
         None if args.no_cache else _audio_cache(args, data_folder, cache_folder)
     )
     prep_folder = os.path.join(output_folder, "prep")
-    train_speakers = _prepared_speakers(args, cache, lists, prep_folder)
+    train_speakers = _prepared_speakers(args, lists, prep_folder)
     config = run_config(
         args,
         data_folder=data_folder,
@@ -437,7 +439,8 @@ def _check_names(args):
 
 
 def _audio_cache(args, data_folder, cache_folder):
-    """The corpus's decoded audio, built once (``audio_cache.py``)."""
+    """The corpus's decoded audio, built once
+    (``speechbrain_trkd.audio_cache``)."""
     tic = time.perf_counter()
     cache = build_audio_cache(
         data_folder, cache_folder, num_workers=args.decode_workers
@@ -449,18 +452,17 @@ def _audio_cache(args, data_folder, cache_folder):
     return cache
 
 
-def _prepared_speakers(args, cache, lists, prep_folder):
+def _prepared_speakers(args, lists, prep_folder):
     """Prepares the corpus (the recipe's preparation) and returns its
     training speakers, checked to be held out of every trial list."""
     data_folder = os.path.abspath(args.data_folder)
-    with cached_audio(cache, recipe_modules()):
-        voxceleb_prepare.prepare_voxceleb(
-            data_folder,
-            prep_folder,
-            [t["path"] for t in lists if not t["extra"]],
-            split_ratio=SPLIT_RATIO,
-            seg_dur=args.seg_dur,
-        )
+    voxceleb_prepare.prepare_voxceleb(
+        data_folder,
+        prep_folder,
+        [t["path"] for t in lists if not t["extra"]],
+        split_ratio=SPLIT_RATIO,
+        seg_dur=args.seg_dur,
+    )
     train_csv = os.path.join(prep_folder, "train.csv")
     with open(train_csv, newline="", encoding="utf-8") as fin:
         train_speakers = {row["spk_id"] for row in csv.DictReader(fin)}
@@ -474,7 +476,7 @@ def _run_stages(config, cache):
     if time.time() > config["deadline"]:
         print("past --stop_after before the teacher stage: nothing run")
         return 0, None, []
-    with cached_audio(cache, recipe_modules()):
+    with reading_from(cache):
         teacher = run_teacher(config)
         if config["teacher_cache"]:
             seconds = run_teacher_cache(config, teacher)

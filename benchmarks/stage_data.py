@@ -1,6 +1,5 @@
 """The benchmark's data stage: the trial lists (the corpus's own and extra
-ones), the check that no trial speaker is trained on, and the modules
-that read audio (served from the decoded audio cache).
+ones), and the check that no trial speaker is trained on.
 
 Authors
  * speechbrain-trkd developers 2026
@@ -8,10 +7,6 @@ Authors
 
 import os
 from pathlib import Path
-
-import voxceleb_prepare
-
-from speechbrain_trkd import data, embeddings
 
 
 def trial_lists(data_folder, names, extra_trials):
@@ -115,18 +110,3 @@ def check_held_out(lists, data_folder, train_speakers):
                 f"extra trial list {trials['path']} uses training speakers: "
                 f"{', '.join(overlap[:5])}"
             )
-
-
-def recipe_modules():
-    """The recipe's modules that read audio through ``audio_io``.
-
-    Returns
-    -------
-    list of module
-
-    Example
-    -------
-    >>> [m.__name__.split(".")[-1] for m in recipe_modules()]
-    ['data', 'embeddings', 'voxceleb_prepare']
-    """
-    return [data, embeddings, voxceleb_prepare]

@@ -17,7 +17,6 @@ import traceback
 
 import speechbrain as sb
 import torch
-from audio_cache import AudioCache, cached_audio
 from bench_config import (
     BENCH_DIR,
     NO_KD_METHODS,
@@ -29,9 +28,9 @@ from bench_config import (
     free_memory,
     student_argv,
 )
-from stage_data import recipe_modules
 from stage_teacher import score_lists
 
+from speechbrain_trkd.audio_cache import AudioCache, reading_from
 from speechbrain_trkd.evaluation import student_encoder
 from speechbrain_trkd.run_identity import check_same_run
 from speechbrain_trkd.training_plots import read_train_log
@@ -173,7 +172,7 @@ def run_jobs(spec_file):
         torch.set_num_threads(spec["threads"])
     cache = AudioCache(spec["cache_folder"]) if spec["cache_folder"] else None
     failures = 0
-    with cached_audio(cache, recipe_modules()):
+    with reading_from(cache):
         for job in spec["jobs"]:
             deadline = spec["deadline"]
             if deadline is not None and time.time() > deadline:

@@ -10,9 +10,10 @@ import random
 
 import speechbrain as sb
 import torch
-from speechbrain.dataio import audio_io
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
+
+from speechbrain_trkd.audio_cache import load_audio
 
 
 def dataio_prep(
@@ -222,6 +223,7 @@ def read_crop(wav, start, stop, sample_rate):
     Example
     -------
     >>> import tempfile
+    >>> from speechbrain.dataio import audio_io
     >>> path = os.path.join(tempfile.mkdtemp(), "x.wav")
     >>> audio_io.save(path, torch.zeros(1, 800), 8000)
     >>> read_crop(path, 100, 300, 8000).shape
@@ -238,7 +240,7 @@ def read_crop(wav, start, stop, sample_rate):
     ...
     ValueError: ...x.wav holds non-finite samples (NaN or inf) between ...
     """
-    sig, rate = audio_io.load(
+    sig, rate = load_audio(
         wav, frame_offset=int(start), num_frames=int(stop) - int(start)
     )
     if rate != sample_rate:

@@ -9,15 +9,16 @@ import functools
 import os
 
 import torch
-from speechbrain.dataio import audio_io
 from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import infer_device
 
+from speechbrain_trkd.audio_cache import audio_info, load_audio
+
 
 def _read_mono(path, sample_rate):
     """Reads a whole utterance as a mono float32 waveform [T]."""
-    signal, rate = audio_io.load(path, dtype=torch.float32)
+    signal, rate = load_audio(path, dtype=torch.float32)
     if rate != sample_rate:
         raise ValueError(
             f"{path}: sample rate {rate} Hz, the encoder expects "
@@ -148,6 +149,7 @@ def compute_embeddings(
     Example
     -------
     >>> import tempfile
+    >>> from speechbrain.dataio import audio_io
     >>> def mean_abs(wavs, wav_lens):  # a toy encoder: mean |x| over time
     ...     n = wavs.shape[1]
     ...     mask = torch.arange(n) < wav_lens[:, None] * n
@@ -174,7 +176,7 @@ def compute_embeddings(
             raise FileNotFoundError(f"audio file not found: {path}")
         # Sorting on minus the length puts the longest first and keeps ties
         # in input order (reverse=True would reverse ties).
-        frames = audio_io.info(path).frames
+        frames = audio_info(path).frames
         utterances[str(index)] = {"wav": path, "minus_frames": -frames}
     dataset = DynamicItemDataset(utterances)
     dataset.add_dynamic_item(

@@ -1,6 +1,6 @@
 """Decode a corpus once into one int16 array and serve it from memory.
 
-The benchmark trains dozens of students on the same corpus. Decoding its
+A benchmark trains dozens of students on the same corpus. Decoding its
 Ogg Opus files again for every crop of every epoch of every run would spend
 the device's time on the CPU, so the whole ``<data_folder>/wav`` tree is
 decoded once (in parallel) into ``<cache_folder>/audio.npy`` (int16, every
@@ -8,11 +8,11 @@ file one after the other) with an index of ``[offset, length]`` per file.
 Every process maps that file read-only: the operating system keeps one copy
 in memory for all of them.
 
-The recipe reads audio through ``speechbrain.dataio.audio_io``; the
-benchmark swaps the ``audio_io`` name inside the recipe's modules for a
-:class:`CachedAudioIO`, which answers ``load`` and ``info`` from the cache
-and hands any file it does not hold (e.g. an extra trial list of another
-corpus) to the real ``audio_io``. The recipe's own code runs unchanged.
+The plugin reads training crops and trial utterances through
+:func:`load_audio` and :func:`audio_info`: inside ``with
+reading_from(cache):`` they answer the cache's files from memory, and hand
+any file it does not hold (e.g. an extra trial list of another corpus) to
+``speechbrain.dataio.audio_io``; outside, they are ``audio_io``.
 
 Authors
  * speechbrain-trkd developers 2026
@@ -293,137 +293,22 @@ class AudioCache:
         return torch.from_numpy(chunk.astype(np.float32) / INT16_SCALE)
 
 
-class CachedAudioIO:
-    """Stands in for ``speechbrain.dataio.audio_io`` inside the recipe.
-
-    ``load`` and ``info`` answer cached files from memory (mono, at the
-    cache's sample rate) and pass every other file to the real module, as
-    does any other attribute.
-
-    Arguments
-    ---------
-    cache : AudioCache
-        The decoded corpus.
-
-    Example
-    -------
-    >>> cache = AudioCache.__new__(AudioCache)
-    >>> cache.files = {"/d/wav/a.wav": (0, 4)}
-    >>> cache.samples = np.array([0, 8192, 16384, 0], np.int16)
-    >>> cache.sample_rate = 16000
-    >>> io = CachedAudioIO(cache)
-    >>> signal, rate = io.load("/d/wav/a.wav", frame_offset=1, num_frames=2)
-    >>> signal.tolist(), rate, io.info("/d/wav/a.wav").frames
-    ([[0.25, 0.5]], 16000, 4)
-    """
-
-    def __init__(self, cache):
-        self.cache = cache
-
-    def load(
-        self,
-        path,
-        *,
-        channels_first=True,
-        dtype=None,
-        always_2d=True,
-        frame_offset=0,
-        num_frames=-1,
-    ):
-        """Returns ``(signal, sample_rate)`` as ``audio_io.load`` does.
-
-        Arguments
-        ---------
-        path : str
-            The file.
-        channels_first : bool
-            ``[1, T]`` (True) or ``[T, 1]``.
-        dtype : torch.dtype, optional
-            Output type (float32 by default).
-        always_2d : bool
-            False returns ``[T]``.
-        frame_offset : int
-            First sample.
-        num_frames : int
-            Number of samples (-1: to the end).
-
-        Returns
-        -------
-        tuple
-            ``(torch.Tensor, int)``.
-
-        Example
-        -------
-        >>> cache = AudioCache.__new__(AudioCache)
-        >>> cache.files = {"/d/wav/a.wav": (0, 2)}
-        >>> cache.samples = np.array([0, 16384], np.int16)
-        >>> cache.sample_rate = 16000
-        >>> CachedAudioIO(cache).load("/d/wav/a.wav", always_2d=False)
-        (tensor([0.0000, 0.5000]), 16000)
-        """
-        if self.cache.span(path) is None:
-            return audio_io.load(
-                path,
-                channels_first=channels_first,
-                dtype=dtype,
-                always_2d=always_2d,
-                frame_offset=frame_offset,
-                num_frames=num_frames,
-            )
-        signal = self.cache.read(path, frame_offset, num_frames)
-        if dtype is not None:
-            signal = signal.to(dtype)
-        if always_2d:
-            signal = signal[None] if channels_first else signal[:, None]
-        return signal, self.cache.sample_rate
-
-    def info(self, path):
-        """Returns the file's metadata as ``audio_io.info`` does.
-
-        Arguments
-        ---------
-        path : str
-            The file.
-
-        Returns
-        -------
-        speechbrain.dataio.audio_io.AudioInfo
-            Cached files are mono 16-bit PCM (format ``"cache"``).
-
-        Example
-        -------
-        >>> cache = AudioCache.__new__(AudioCache)
-        >>> cache.files = {"/d/wav/a.wav": (0, 7)}
-        >>> cache.sample_rate = 8000
-        >>> info = CachedAudioIO(cache).info("/d/wav/a.wav")
-        >>> info.frames, info.sample_rate, info.channels
-        (7, 8000, 1)
-        """
-        span = self.cache.span(path)
-        if span is None:
-            return audio_io.info(path)
-        return audio_io.AudioInfo(
-            sample_rate=self.cache.sample_rate,
-            frames=span[1],
-            channels=1,
-            subtype="PCM_16",
-            format="cache",
-        )
-
-    def __getattr__(self, name):
-        return getattr(audio_io, name)
+_SERVED = []  # the caches this process reads from, innermost last
 
 
 @contextmanager
-def cached_audio(cache, modules):
-    """Makes ``modules`` read audio from ``cache`` inside the block.
+def reading_from(cache):
+    """Inside the block, :func:`load_audio` and :func:`audio_info` answer
+    the files of ``cache`` from memory.
+
+    The plugin reads training crops and trial utterances through those two
+    functions, so a run inside the block never decodes a cached file again.
+    A file the cache does not hold is read from disk as before.
 
     Arguments
     ---------
     cache : AudioCache or None
-        The decoded corpus; None leaves the modules as they are.
-    modules : list of module
-        Modules that use the name ``audio_io`` (the recipe's scripts).
+        The decoded corpus; None changes nothing.
 
     Yields
     ------
@@ -431,23 +316,106 @@ def cached_audio(cache, modules):
 
     Example
     -------
-    >>> from types import ModuleType
-    >>> module = ModuleType("m")
-    >>> module.audio_io = audio_io
-    >>> with cached_audio(AudioCache.__new__(AudioCache), [module]):
-    ...     type(module.audio_io).__name__
-    'CachedAudioIO'
-    >>> module.audio_io is audio_io
-    True
+    >>> cache = AudioCache.__new__(AudioCache)
+    >>> cache.files = {"/d/wav/a.wav": (0, 4)}
+    >>> cache.samples = np.array([0, 8192, 16384, 0], np.int16)
+    >>> cache.sample_rate = 16000
+    >>> with reading_from(cache):
+    ...     signal, rate = load_audio("/d/wav/a.wav", 1, 2)
+    ...     frames = audio_info("/d/wav/a.wav").frames
+    >>> signal.tolist(), rate, frames
+    ([[0.25, 0.5]], 16000, 4)
+    >>> load_audio("/d/wav/a.wav")  # the block is closed: from disk
+    Traceback (most recent call last):
+    ...
+    RuntimeError: Failed to load audio from /d/wav/a.wav: ...
     """
     if cache is None:
         yield
         return
-    previous = [module.audio_io for module in modules]
-    for module in modules:
-        module.audio_io = CachedAudioIO(cache)
+    _SERVED.append(cache)
     try:
         yield
     finally:
-        for module, old in zip(modules, previous, strict=True):
-            module.audio_io = old
+        _SERVED.remove(cache)
+
+
+def _serving(path):
+    """The innermost cache that holds ``path``, or None."""
+    for cache in reversed(_SERVED):
+        if cache.span(path) is not None:
+            return cache
+    return None
+
+
+def load_audio(path, frame_offset=0, num_frames=-1, dtype=None):
+    """``audio_io.load(path, ...)``, from the cache when it holds the file.
+
+    Arguments
+    ---------
+    path : str
+        The audio file.
+    frame_offset : int
+        First sample.
+    num_frames : int
+        Number of samples (-1: to the end).
+    dtype : torch.dtype, optional
+        Output type (float32 by default).
+
+    Returns
+    -------
+    tuple
+        ``(signal [channels, samples], sample_rate)``; a cached file is
+        mono, its samples the int16 the cache holds, scaled to [-1, 1).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.wav")
+    >>> audio_io.save(path, torch.zeros(1, 800), 8000)
+    >>> signal, rate = load_audio(path, 100, 200)
+    >>> signal.shape, rate
+    (torch.Size([1, 200]), 8000)
+    """
+    cache = _serving(path)
+    if cache is None:
+        return audio_io.load(
+            path, dtype=dtype, frame_offset=frame_offset, num_frames=num_frames
+        )
+    signal = cache.read(path, frame_offset, num_frames)
+    if dtype is not None:
+        signal = signal.to(dtype)
+    return signal[None], cache.sample_rate
+
+
+def audio_info(path):
+    """``audio_io.info(path)``, from the cache when it holds the file.
+
+    Arguments
+    ---------
+    path : str
+        The audio file.
+
+    Returns
+    -------
+    speechbrain.dataio.audio_io.AudioInfo
+        A cached file is mono 16-bit PCM (format ``"cache"``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.wav")
+    >>> audio_io.save(path, torch.zeros(1, 800), 8000)
+    >>> audio_info(path).frames
+    800
+    """
+    cache = _serving(path)
+    if cache is None:
+        return audio_io.info(path)
+    return audio_io.AudioInfo(
+        sample_rate=cache.sample_rate,
+        frames=cache.span(path)[1],
+        channels=1,
+        subtype="PCM_16",
+        format="cache",
+    )
