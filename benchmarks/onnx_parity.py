@@ -84,9 +84,9 @@ def backend_encoders(model_folder, architecture="ecapa"):
         "pytorch": pretrained.pretrained_encode_fn(encoder),
         "onnx_fp32": onnx_encode_fn(onnx_session(onnx_path), n_mels),
     }
-    for backend, name in BACKEND_FILES.items():
-        path = os.path.join(model_folder, name)
-        if backend not in encoders and os.path.isfile(path):
+    for backend in ("onnx_int8", "onnx_waveform"):
+        path = os.path.join(model_folder, BACKEND_FILES[backend])
+        if os.path.isfile(path):
             encoders[backend] = onnx_encode_fn(onnx_session(path), n_mels)
     return encoders
 

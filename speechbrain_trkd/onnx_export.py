@@ -328,8 +328,8 @@ def export_onnx(embedding_model, path, n_mels=80, opset=17):
     Arguments
     ---------
     embedding_model : torch.nn.Module
-        The encoder (ECAPA-TDNN, ResNet, ...); exported in eval mode, its
-        mode restored afterwards.
+        The encoder (ECAPA-TDNN, ResNet, ...), on the CPU; exported in eval
+        mode, its mode restored afterwards.
     path : str
         The ``.onnx`` file to write (replaced atomically).
     n_mels : int
@@ -359,7 +359,7 @@ def export_onnx(embedding_model, path, n_mels=80, opset=17):
         EmbeddingGraph(embedding_model),
         path,
         {INPUT_NAME: {0: "batch", 1: "frames"}},
-        torch.randn(2, 200, n_mels),
+        torch.randn(2, 200, n_mels, generator=seeded),
         torch.randn(3, 157, n_mels, generator=seeded),
         opset,
     )
@@ -373,7 +373,8 @@ def export_checked(graph, path, input_axes, example, check, opset=17):
     ---------
     graph : torch.nn.Module
         A module with an ``embedding_model`` attribute, one input to
-        embeddings ``[batch, dim]``.
+        embeddings ``[batch, dim]``, on the CPU (it is traced and checked
+        there).
     path : str
         The ``.onnx`` file to write (replaced atomically).
     input_axes : dict

@@ -75,6 +75,11 @@ class ExportableSTFT(torch.nn.Module):
                     f"the waveform graph needs an STFT with {name}={needed}, "
                     f"not {value}"
                 )
+        if stft.window.shape[0] > stft.n_fft:
+            raise ValueError(
+                f"the waveform graph needs a window of at most n_fft "
+                f"({stft.n_fft}) samples, not {stft.window.shape[0]}"
+            )
         self.stft = stft
         self.register_buffer("basis", self._dft_basis(stft), persistent=False)
 
@@ -145,8 +150,10 @@ class WaveformGraph(torch.nn.Module):
     def __init__(self, embedding_model, n_mels=80):
         super().__init__()
         self.embedding_model = embedding_model
-        self.fbank = Fbank(n_mels=n_mels)
-        self.stft = ExportableSTFT(self.fbank.compute_STFT)
+        fbank = Fbank(n_mels=n_mels)
+        # Only the parts computed: a failed export then names its own part.
+        self.stft = ExportableSTFT(fbank.compute_STFT)
+        self.filterbank = fbank.compute_fbanks
 
     def forward(self, waveform):
         """Embeds whole waveforms (every sample counts).
@@ -169,7 +176,7 @@ class WaveformGraph(torch.nn.Module):
         torch.Size([3, 4])
         """
         power = spectral_magnitude(self.stft(waveform.float()))
-        feats = self.fbank.compute_fbanks(power)
+        feats = self.filterbank(power)
         # SpeechBrain's sentence mean normalisation of whole utterances.
         feats = feats - feats.mean(dim=1, keepdim=True)
         return self.embedding_model(feats).flatten(1)
@@ -186,7 +193,7 @@ def export_waveform_onnx(embedding_model, path, n_mels=80, opset=17):
     Arguments
     ---------
     embedding_model : torch.nn.Module
-        The encoder (ECAPA-TDNN, ResNet, ...).
+        The encoder (ECAPA-TDNN, ResNet, ...), on the CPU.
     path : str
         The ``.onnx`` file to write (replaced atomically).
     n_mels : int
@@ -211,7 +218,7 @@ def export_waveform_onnx(embedding_model, path, n_mels=80, opset=17):
         WaveformGraph(embedding_model, n_mels),
         path,
         {WAVEFORM_INPUT: {0: "batch", 1: "samples"}},
-        torch.randn(2, 32000),
+        torch.randn(2, 32000, generator=seeded),
         torch.randn(3, 25121, generator=seeded),
         opset,
     )

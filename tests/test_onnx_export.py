@@ -132,6 +132,37 @@ def test_waveform_graph_matches_pytorch_on_real_speech(tmp_path):
         assert cosine.item() >= 1 - 1e-4, utterance
 
 
+@pytest.mark.parametrize(
+    ("n_fft", "win_length", "hop"), [(400, 400, 160), (401, 320, 120)]
+)
+def test_the_exported_stft_equals_speechbrains(n_fft, win_length, hop):
+    """The convolution the export writes equals SpeechBrain's STFT, also
+    for an odd n_fft and a window shorter than it."""
+    from unittest import mock
+
+    from speechbrain.processing.features import STFT
+
+    from speechbrain_trkd.onnx_waveform import ExportableSTFT
+
+    stft = STFT(
+        16000,
+        win_length=win_length * 1000 / 16000,
+        hop_length=hop * 1000 / 16000,
+        n_fft=n_fft,
+    )
+    wavs = torch.stack([voiced_audio(1.01, seed) for seed in range(2)])
+    exporting = mock.patch("torch.onnx.is_in_onnx_export", return_value=True)
+    not_speechbrains = mock.patch.object(
+        STFT, "forward", side_effect=AssertionError("SpeechBrain's STFT ran")
+    )
+    with exporting, not_speechbrains:
+        written = ExportableSTFT(stft)(wavs)
+    expected = stft(wavs)
+    assert written.shape == expected.shape
+    scale = expected.abs().max()
+    assert (written - expected).abs().max() <= 1e-5 * scale
+
+
 def test_waveform_graph_refuses_an_stft_it_does_not_compute():
     from speechbrain.lobes.features import Fbank
 

@@ -24,7 +24,7 @@ weights), ``embedding_model.int8.onnx``, calibrated on
 ``speechbrain_trkd/onnx_int8.py``). ``--onnx_waveform`` adds
 ``embedding_model.waveform.onnx``, a graph from the 16 kHz waveform
 ``[batch, samples]`` with the filterbank and the mean normalisation inside
-(opset 17, see ``speechbrain_trkd/onnx_waveform.py``).
+(see ``speechbrain_trkd/onnx_waveform.py``).
 
 Authors
  * speechbrain-trkd developers 2026
