@@ -389,7 +389,7 @@ def main(argv=None):
         None if args.no_cache else _audio_cache(args, data_folder, cache_folder)
     )
     prep_folder = os.path.join(output_folder, "prep")
-    train_speakers = _prepared_speakers(args, lists, prep_folder)
+    train_speakers = _prepared_speakers(args, cache, lists, prep_folder)
     config = run_config(
         args,
         data_folder=data_folder,
@@ -452,17 +452,18 @@ def _audio_cache(args, data_folder, cache_folder):
     return cache
 
 
-def _prepared_speakers(args, lists, prep_folder):
+def _prepared_speakers(args, cache, lists, prep_folder):
     """Prepares the corpus (the recipe's preparation) and returns its
     training speakers, checked to be held out of every trial list."""
     data_folder = os.path.abspath(args.data_folder)
-    voxceleb_prepare.prepare_voxceleb(
-        data_folder,
-        prep_folder,
-        [t["path"] for t in lists if not t["extra"]],
-        split_ratio=SPLIT_RATIO,
-        seg_dur=args.seg_dur,
-    )
+    with reading_from(cache):
+        voxceleb_prepare.prepare_voxceleb(
+            data_folder,
+            prep_folder,
+            [t["path"] for t in lists if not t["extra"]],
+            split_ratio=SPLIT_RATIO,
+            seg_dur=args.seg_dur,
+        )
     train_csv = os.path.join(prep_folder, "train.csv")
     with open(train_csv, newline="", encoding="utf-8") as fin:
         train_speakers = {row["spk_id"] for row in csv.DictReader(fin)}

@@ -303,7 +303,10 @@ def reading_from(cache):
 
     The plugin reads training crops and trial utterances through those two
     functions, so a run inside the block never decodes a cached file again.
-    A file the cache does not hold is read from disk as before.
+    A file the cache does not hold is read from disk as before. DataLoader
+    workers started by forking (Linux's default up to Python 3.13) read
+    from the cache too; workers started afresh (spawn, forkserver) read
+    from disk.
 
     Arguments
     ---------
@@ -337,7 +340,7 @@ def reading_from(cache):
     try:
         yield
     finally:
-        _SERVED.remove(cache)
+        _SERVED.pop()  # blocks nest: the last cache is this block's
 
 
 def _serving(path):

@@ -106,14 +106,14 @@ def compute_embeddings(
 ):
     """Embeddings of whole utterances, each at its own length.
 
-    Files are read with ``speechbrain.dataio.audio_io`` (multi-channel files
-    are averaged to mono) through a ``DynamicItemDataset`` sorted by length,
-    longest first (from the file headers; equal lengths in input order),
-    batched by ``make_dataloader`` from utterances of equal length only, so
-    that no utterance is padded and an embedding does not depend on the
-    batch (``batch_size`` bounds a batch of equal lengths), and passed to
-    ``encode_fn`` under ``torch.no_grad``. The caller puts the model in eval
-    mode.
+    Files are read with ``audio_cache.load_audio`` (``audio_io``, or a
+    decoded corpus; multi-channel files are averaged to mono) through a
+    ``DynamicItemDataset`` sorted by length, longest first (from the file
+    headers; equal lengths in input order), batched by ``make_dataloader``
+    from utterances of equal length only, so that no utterance is padded and
+    an embedding does not depend on the batch (``batch_size`` bounds a batch
+    of equal lengths), and passed to ``encode_fn`` under ``torch.no_grad``.
+    The caller puts the model in eval mode.
 
     Arguments
     ---------

@@ -467,6 +467,20 @@ def utterance_path(utt, data_folder, utterance_paths):
     """Audio file of a trial utterance: the mapping's (by the utterance or
     its name without extension), else under wav/.
 
+    Arguments
+    ---------
+    utt : str
+        The utterance as the trial list names it.
+    data_folder : str
+        Dataset root (utterances under ``wav/``).
+    utterance_paths : dict or None
+        ``{ID: wav}`` from :func:`read_utterance_paths`.
+
+    Returns
+    -------
+    str
+        The audio file.
+
     Example
     -------
     >>> utterance_path("s1/a/u.wav", "/data", {})
@@ -480,6 +494,20 @@ def utterance_path(utt, data_folder, utterance_paths):
 
 def check_utterances_exist(trials, list_name, list_path, path_of):
     """Fails on the first trial utterance whose audio file is missing.
+
+    Arguments
+    ---------
+    trials : Trials
+        The list, as :func:`read_trials` reads it.
+    list_name, list_path : str
+        Its name and file, for the message.
+    path_of : callable
+        ``path_of(utterance) -> audio file``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the list, the trial's line and the missing file.
 
     Example
     -------

@@ -29,9 +29,9 @@ import os
 import random
 
 import soundfile
-from speechbrain.dataio import audio_io
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_trkd.audio_cache import audio_info
 from speechbrain_trkd.trials import (
     as_path_list,
     canonical_source,
@@ -504,9 +504,10 @@ def _line_number(list_file, name):
 
 
 def _audio_length(path, sample_rate=None):
-    """(number of samples, sample rate) from the file header, checking the
-    rate when one is expected."""
-    info = audio_io.info(path)
+    """(number of samples, sample rate) from the file header (or a decoded
+    corpus the caller reads from, ``speechbrain_trkd.audio_cache``),
+    checking the rate when one is expected."""
+    info = audio_info(path)
     if info.frames <= 0:
         raise ValueError(f"Audio file {path} is empty")
     if sample_rate is not None and info.sample_rate != sample_rate:
