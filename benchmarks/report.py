@@ -503,8 +503,10 @@ def _verification_lines(config, rows, runs):
     paired = paired_table(runs, tag, no_kd_tag)
     lines += (
         [
-            "Each method minus another at the same seed (same initial "
-            "student, batches and views), EER points; its mean with a 95 % "
+            "Each method minus another at the same seed (for the methods "
+            "trained from the cache, the same initial student, batches and "
+            "views, as `tests/test_paired_seeds.py` checks for no KD, KD, "
+            "DKD, GKD and TRKD), EER points; its mean with a 95 % "
             "t-interval on n - 1 degrees of freedom. 'beyond': the interval "
             "excludes 0. The KD students are compared with the stronger "
             "student without KD (`none` on the augmented views, or "
