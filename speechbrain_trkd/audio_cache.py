@@ -12,7 +12,9 @@ The plugin reads training crops and trial utterances through
 :func:`load_audio` and :func:`audio_info`: inside ``with
 reading_from(cache):`` they answer the cache's files from memory, and hand
 any file it does not hold (e.g. an extra trial list of another corpus) to
-``speechbrain.dataio.audio_io``; outside, they are ``audio_io``.
+``speechbrain.dataio.audio_io``; outside, they are ``audio_io``. The
+recipes' ``audio_cache`` option builds and opens the cache with
+:func:`decoded_corpus`.
 
 Authors
  * speechbrain-trkd developers 2026
@@ -26,6 +28,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from speechbrain.dataio import audio_io
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_trkd.trials import as_path_list
 
 INDEX_FILE = "index.json"
 SAMPLES_FILE = "audio.npy"
@@ -296,6 +301,60 @@ class AudioCache:
 _SERVED = []  # the caches this process reads from, innermost last
 
 
+def decoded_corpus(data_folder, cache_folder, train_folders=None):
+    """The recipes' ``audio_cache`` option: every corpus root decoded once
+    into ``cache_folder`` (on the main process), then opened.
+
+    With one root the cache is ``cache_folder`` itself; with several (the
+    roots of ``data_folder``, then those of ``train_folders`` not among
+    them), root ``k`` goes to ``<cache_folder>/<k>``. A cache that holds
+    the same files is reused.
+    The whole corpus sits in int16 (115 MB per hour of 16 kHz audio), so
+    this is for corpora that fit in memory.
+
+    Arguments
+    ---------
+    data_folder : str or list
+        The corpus root(s), as the recipes' ``data_folder``.
+    cache_folder : str or None
+        Where to decode them; None reads the audio files.
+    train_folders : str or list, optional
+        The recipes' ``train_folders``.
+
+    Returns
+    -------
+    list of AudioCache
+        One per root (empty for None), for :func:`reading_from`.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=2,
+    ...     n_dev_speakers=2, sessions_per_speaker=1,
+    ...     utterances_per_session=2, duration=(1.0, 1.5))
+    >>> [len(c) for c in decoded_corpus(corpus.folder, tmp + "/cache")]
+    [8]
+    >>> decoded_corpus(corpus.folder, None)
+    []
+    """
+    if cache_folder is None:
+        return []
+    roots = as_path_list(data_folder)
+    if train_folders:
+        roots += [r for r in as_path_list(train_folders) if r not in roots]
+    folders = (
+        [cache_folder]
+        if len(roots) == 1
+        else [os.path.join(cache_folder, str(k)) for k in range(len(roots))]
+    )
+    for root, folder in zip(roots, folders, strict=True):
+        run_on_main(build_audio_cache, args=[root, folder])
+    return [AudioCache(folder) for folder in folders]
+
+
 @contextmanager
 def reading_from(cache):
     """Inside the block, :func:`load_audio` and :func:`audio_info` answer
@@ -310,8 +369,8 @@ def reading_from(cache):
 
     Arguments
     ---------
-    cache : AudioCache or None
-        The decoded corpus; None changes nothing.
+    cache : AudioCache, list of AudioCache or None
+        The decoded corpus (or corpora); None changes nothing.
 
     Yields
     ------
@@ -333,14 +392,15 @@ def reading_from(cache):
     ...
     RuntimeError: Failed to load audio from /d/wav/a.wav: ...
     """
-    if cache is None:
-        yield
-        return
-    _SERVED.append(cache)
+    caches = [] if cache is None else [cache]
+    if isinstance(cache, (list, tuple)):
+        caches = list(cache)
+    _SERVED.extend(caches)
     try:
         yield
     finally:
-        _SERVED.pop()  # blocks nest: the last cache is this block's
+        # Blocks nest: the last caches are this block's.
+        del _SERVED[len(_SERVED) - len(caches) :]
 
 
 def _serving(path):

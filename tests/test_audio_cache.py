@@ -1,16 +1,22 @@
 """The decoded corpus: read from memory inside ``reading_from``, from disk
 outside, by the plugin's crop and embedding readers alike."""
 
+import contextlib
+import io
 import os
 
 import pytest
 import torch
+from recipe_runner import REPO, TRAIN_TRKD
 from speechbrain.dataio import audio_io
 
 from speechbrain_trkd import audio_cache
 from speechbrain_trkd.data import read_crop
 from speechbrain_trkd.embeddings import compute_embeddings
 from speechbrain_trkd.synthetic import make_synthetic_corpus
+from speechbrain_trkd.training_run import run_script
+
+RECIPE = REPO / "recipes" / "VoxCeleb" / "TRKD"
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +68,58 @@ def test_files_outside_the_cache_are_read_from_disk(corpus_and_cache, tmp_path):
         crop = read_crop(other, 0, 800, 16000)
         assert audio_cache.audio_info(other).format != "cache"
     assert torch.allclose(crop, torch.full((800,), 0.1), atol=1e-4)
+
+
+def _train_student(corpus, folder, *extra):
+    """One epoch of a tiny student on ``corpus``; its final weights."""
+    argv = [
+        str(RECIPE / "hparams" / "ecapa_to_small.yaml"),
+        f"--data_folder={corpus.folder}",
+        f"--output_folder={folder}",
+        f"--prep_folder={folder}/prep",
+        f"--verification_lists=[{corpus.trial_file}]",
+        "--split_ratio=[70, 30]",
+        "--seg_dur=1.0",
+        "--sentence_len=0.8",
+        "--out_n_neurons=2",
+        "--kd_method=none",
+        "--student_channels=8",
+        "--batch_size=2",
+        "--number_of_epochs=1",
+        "--num_workers=0",
+        "--verification_backends=[cosine]",
+        "--write_plots=False",
+        "--noprogressbar",
+        *extra,
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        brain = run_script(TRAIN_TRKD, argv)["brain"]
+    return brain.modules.embedding_model.state_dict()
+
+
+def test_recipe_option_trains_from_memory_alike(tmp_path, monkeypatch):
+    """``--audio_cache``: the recipe decodes the corpus there once, then
+    reads every header, crop and trial from memory, and trains the same
+    student as from the files (16-bit PCM: the copy is exact)."""
+    corpus = make_synthetic_corpus(
+        str(tmp_path / "corpus"),
+        n_train_speakers=2,
+        n_dev_speakers=2,
+        sessions_per_speaker=2,
+        utterances_per_session=3,
+        duration=(1.2, 1.6),
+    )
+    from_files = _train_student(corpus, tmp_path / "files")
+    cache = str(tmp_path / "decoded")
+    _train_student(corpus, tmp_path / "first", f"--audio_cache={cache}")
+    assert len(audio_cache.AudioCache(cache)) == len(
+        audio_cache.list_audio_files(corpus.folder)
+    )
+    monkeypatch.setattr(audio_io, "load", _refuse_disk)
+    monkeypatch.setattr(audio_io, "info", _refuse_disk)
+    from_memory = _train_student(
+        corpus, tmp_path / "memory", f"--audio_cache={cache}"
+    )
+    assert from_files.keys() == from_memory.keys()
+    for key, value in from_files.items():
+        assert torch.equal(value, from_memory[key]), key
