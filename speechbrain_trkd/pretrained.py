@@ -348,9 +348,9 @@ def load_pretrained_encoder(
     (the recipe's model templates); only ``embedding_model.ckpt`` and
     ``classifier.ckpt`` (``weights_only=True``) and ``label_encoder.txt``
     (and ``mean_var_norm_emb.ckpt`` when present) are read, after the
-    optional sha256 pins are checked. An ECAPA's
-    channels, input features, embedding size and classes are read from the
-    weights' shapes; other sizes come from ``sizes``.
+    optional sha256 pins are checked. The embedding size and classes, an
+    ECAPA's channels and input features, and a ResNet's channels and blocks
+    are read from the weights' shapes; other sizes come from ``sizes``.
 
     Arguments
     ---------
@@ -398,6 +398,9 @@ def load_pretrained_encoder(
             held["channels"],
             held["n_mels"],
         )
+    elif architecture == "resnet" and "resnet_channels" in held:
+        overrides["channels"] = held["resnet_channels"]
+        overrides["block_sizes"] = held["block_sizes"]
     overrides.update(sizes or {})
     inference_file = os.path.join(models_folder, f"{architecture}.yaml")
     with open(inference_file, encoding="utf-8") as fin:

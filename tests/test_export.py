@@ -176,3 +176,24 @@ def test_a_failed_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert [p.name for p in folder.parent.iterdir()] == ["student"]
+
+
+def test_a_resnet_folder_loads_with_the_sizes_its_weights_hold(tmp_path):
+    """``load_pretrained_encoder(architecture="resnet")`` reads a ResNet's
+    channels and blocks from its weights, as an ECAPA's (no sizes given)."""
+    from speechbrain.lobes.models.ResNet import Classifier as ResNetHead
+    from speechbrain.lobes.models.ResNet import ResNet
+
+    from speechbrain_trkd.pretrained import load_pretrained_encoder
+
+    model = ResNet(
+        80, channels=[4, 8, 8, 16], block_sizes=[1, 2, 1, 1], lin_neurons=12
+    )
+    torch.save(model.state_dict(), tmp_path / "embedding_model.ckpt")
+    head = ResNetHead(12, out_neurons=3)
+    torch.save(head.state_dict(), tmp_path / "classifier.ckpt")
+    encoder = load_pretrained_encoder(str(tmp_path), "cpu", "resnet")
+    loaded = encoder.mods.embedding_model.state_dict()
+    assert loaded.keys() == model.state_dict().keys()
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded[name], value), name
