@@ -411,7 +411,6 @@ def run_config(
     config = {
         "output_folder": output_folder,
         "results_folder": os.path.abspath(args.results_folder),
-        "cache_folder": None if args.no_cache else cache_folder,
         "teacher_source": os.path.abspath(args.teacher_source),
         "lists": lists,
         "train_csv": train_csv,
@@ -446,6 +445,8 @@ def run_config(
         ),
         **_overrides(args),
     }
+    if not args.no_cache:  # the recipe reads the decoded corpus
+        config["common"]["audio_cache"] = cache_folder
     if config["teacher_cache"]:
         config["common"].update(
             teacher_cache=config["teacher_cache"],

@@ -6,7 +6,8 @@ resumably:
 
 1. decodes the corpus once into an int16 cache that every process maps
    (``speechbrain_trkd.audio_cache``); the stages below read it through
-   ``audio_cache.reading_from``;
+   ``audio_cache.reading_from``, and the students through the recipe's
+   ``audio_cache`` option;
 2. prepares the corpus (``voxceleb_prepare.py``), the trial lists' speakers
    kept out of training;
 3. the teacher: one that knows the training speakers
@@ -22,8 +23,9 @@ resumably:
    online one, and the KD loss's share of the step;
 6. distils one student per pair, method and seed (``train_trkd.py`` with
    the pair's hparams file and overrides only), every method with the same
-   budget, in concurrent worker processes (``--workers``, ``--threads``);
-   each finished run writes one file to ``<results_folder>/runs``;
+   budget, each run a ``python train_trkd.py`` process as a user would
+   start it, several at a time (``--workers``, ``--threads``); each
+   finished run writes one file to ``<results_folder>/runs``;
 7. scores every student (cosine and AS-norm) on the trial lists and the
    extra ones, and writes ``results.md``, ``results.csv``, ``runs.csv``,
    ``throughput.csv`` and ``speed.csv`` to ``--results_folder`` from every
@@ -45,24 +47,15 @@ Authors
 """
 
 import argparse
-import csv
 import json
 import os
 import shlex
 import sys
 import tarfile
 import time
-from pathlib import Path
 
-# The recipe's data preparation is a module of the recipe's folder, as in
-# SpeechBrain (the benchmark's own modules sit beside this script).
-_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "VoxCeleb" / "TRKD"
-if str(_RECIPE) not in sys.path:
-    sys.path.insert(0, str(_RECIPE))
-
-import torch  # noqa: E402
-import voxceleb_prepare  # noqa: E402
-from bench_config import (  # noqa: E402
+import torch
+from bench_config import (
     BENCH_DIR,
     INVOCATIONS_FILE,
     METHODS,
@@ -70,21 +63,20 @@ from bench_config import (  # noqa: E402
     PAIRS,
     PROFILES,
     REPO,
-    SPLIT_RATIO,
     TEACHER_FILE,
     THROUGHPUT_FILE,
     method_overrides,
     read_json,
     run_config,
 )
-from provenance import git_revision, hardware  # noqa: E402
-from report import write_report  # noqa: E402
-from stage_data import check_held_out, trial_lists  # noqa: E402
-from stage_students import run_jobs, run_students  # noqa: E402
-from stage_teacher import run_teacher, run_teacher_cache  # noqa: E402
-from stage_throughput import run_throughput  # noqa: E402
+from provenance import git_revision, hardware
+from report import write_report
+from stage_data import prepared_speakers, trial_lists
+from stage_students import run_students
+from stage_teacher import run_teacher, run_teacher_cache
+from stage_throughput import run_throughput
 
-from speechbrain_trkd.audio_cache import build_audio_cache, reading_from  # noqa
+from speechbrain_trkd.audio_cache import build_audio_cache, reading_from
 
 
 def build_parser():
@@ -365,8 +357,6 @@ def main(argv=None):
     ValueError: unknown method 'fitnet'; choose from none, none_clean, kd, ...
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["--run_jobs"]:
-        return 1 if run_jobs(argv[1]) else 0
     start = time.time()
     args = parse_args(argv)
     _check_names(args)
@@ -389,7 +379,9 @@ def main(argv=None):
         None if args.no_cache else _audio_cache(args, data_folder, cache_folder)
     )
     prep_folder = os.path.join(output_folder, "prep")
-    train_speakers = _prepared_speakers(args, cache, lists, prep_folder)
+    train_speakers = prepared_speakers(
+        data_folder, lists, prep_folder, args.seg_dur, cache
+    )
     config = run_config(
         args,
         data_folder=data_folder,
@@ -450,25 +442,6 @@ def _audio_cache(args, data_folder, cache_folder):
         flush=True,
     )
     return cache
-
-
-def _prepared_speakers(args, cache, lists, prep_folder):
-    """Prepares the corpus (the recipe's preparation) and returns its
-    training speakers, checked to be held out of every trial list."""
-    data_folder = os.path.abspath(args.data_folder)
-    with reading_from(cache):
-        voxceleb_prepare.prepare_voxceleb(
-            data_folder,
-            prep_folder,
-            [t["path"] for t in lists if not t["extra"]],
-            split_ratio=SPLIT_RATIO,
-            seg_dur=args.seg_dur,
-        )
-    train_csv = os.path.join(prep_folder, "train.csv")
-    with open(train_csv, newline="", encoding="utf-8") as fin:
-        train_speakers = {row["spk_id"] for row in csv.DictReader(fin)}
-    check_held_out(lists, data_folder, train_speakers)
-    return train_speakers
 
 
 def _run_stages(config, cache):

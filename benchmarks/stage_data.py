@@ -1,12 +1,19 @@
 """The benchmark's data stage: the trial lists (the corpus's own and extra
-ones), and the check that no trial speaker is trained on.
+ones), the recipe's preparation of the corpus, and the check that no trial
+speaker is trained on.
 
 Authors
  * speechbrain-trkd developers 2026
 """
 
+import csv
+import importlib.util
 import os
 from pathlib import Path
+
+from bench_config import RECIPE_DIR, SPLIT_RATIO
+
+from speechbrain_trkd.audio_cache import reading_from
 
 
 def trial_lists(data_folder, names, extra_trials):
@@ -110,3 +117,62 @@ def check_held_out(lists, data_folder, train_speakers):
                 f"extra trial list {trials['path']} uses training speakers: "
                 f"{', '.join(overlap[:5])}"
             )
+
+
+def prepared_speakers(data_folder, lists, prep_folder, seg_dur, cache=None):
+    """Prepares the corpus with the recipe's ``voxceleb_prepare.py`` and
+    returns its training speakers, checked to be held out of every list.
+
+    The preparation is a module of the recipe's folder, as in SpeechBrain,
+    so it is loaded from its file rather than imported.
+
+    Arguments
+    ---------
+    data_folder : str
+        The corpus root.
+    lists : list of dict
+        From :func:`trial_lists`; the base lists' speakers are kept out.
+    prep_folder : str
+        Where the CSVs go.
+    seg_dur : float
+        The training segments' length in seconds.
+    cache : AudioCache, optional
+        The decoded corpus, read instead of the files.
+
+    Returns
+    -------
+    set of str
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_trkd.synthetic import make_synthetic_corpus
+    >>> tmp = tempfile.mkdtemp()
+    >>> corpus = make_synthetic_corpus(
+    ...     os.path.join(tmp, "corpus"), n_train_speakers=2,
+    ...     n_dev_speakers=2, sessions_per_speaker=2,
+    ...     utterances_per_session=3, duration=(1.0, 1.5))
+    >>> lists = trial_lists(corpus.folder, ["O"], [])
+    >>> speakers = prepared_speakers(
+    ...     corpus.folder, lists, os.path.join(tmp, "prep"), 1.0)
+    >>> len(speakers)
+    2
+    """
+    spec = importlib.util.spec_from_file_location(
+        "voxceleb_prepare", RECIPE_DIR / "voxceleb_prepare.py"
+    )
+    preparation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preparation)
+    with reading_from(cache):
+        preparation.prepare_voxceleb(
+            data_folder,
+            prep_folder,
+            [t["path"] for t in lists if not t["extra"]],
+            split_ratio=SPLIT_RATIO,
+            seg_dur=seg_dur,
+        )
+    train_csv = os.path.join(prep_folder, "train.csv")
+    with open(train_csv, newline="", encoding="utf-8") as fin:
+        train_speakers = {row["spk_id"] for row in csv.DictReader(fin)}
+    check_held_out(lists, data_folder, train_speakers)
+    return train_speakers

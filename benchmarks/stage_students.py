@@ -1,6 +1,6 @@
 """The benchmark's student stage: one ``train_trkd.py`` run per pair,
-method and seed, in concurrent worker processes, each finished run
-written to one result file.
+method and seed, each a process of its own as a user would start it,
+several at a time, each finished run written to one result file.
 
 Authors
  * speechbrain-trkd developers 2026
@@ -14,11 +14,11 @@ import subprocess
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 
 import speechbrain as sb
 import torch
 from bench_config import (
-    BENCH_DIR,
     NO_KD_METHODS,
     NO_KD_TAG,
     RECIPE_DIR,
@@ -26,26 +26,30 @@ from bench_config import (
     RESULT_FILE,
     checkout_relative,
     free_memory,
+    read_json,
     student_argv,
 )
 from stage_teacher import score_lists
 
-from speechbrain_trkd.audio_cache import AudioCache, reading_from
-from speechbrain_trkd.evaluation import student_encoder
-from speechbrain_trkd.run_identity import check_same_run
+import speechbrain_trkd
+from speechbrain_trkd import pretrained
+from speechbrain_trkd.run_identity import check_same_run, resolved_settings
 from speechbrain_trkd.training_plots import read_train_log
-from speechbrain_trkd.training_run import run_script
 
 
-def run_student(job, spec):
-    """Trains and scores one student (in a worker process).
+def run_student(job, config):
+    """Trains and scores one student: ``train_trkd.py`` run as a user runs
+    it, in its own process (its output in ``<output_folder>/logs``), then
+    its exported model scored on the extra lists.
 
     Arguments
     ---------
     job : dict
-        ``argv``, ``pair``, ``method``, ``seed``, ``output_folder``.
-    spec : dict
-        ``lists`` (extra lists are scored here too) and ``train_csv``.
+        ``argv``, ``pair``, ``method``, ``seed``, ``output_folder``,
+        ``run_file``.
+    config : dict
+        Built by ``main``: ``lists`` (extra lists are scored here),
+        ``train_csv``, ``threads``, ``runs_folder``, ``run_opts``, ...
 
     Returns
     -------
@@ -60,6 +64,7 @@ def run_student(job, spec):
     FileNotFoundError: [Errno 2] No such file or directory: '/no/such.yaml'
     """
     hparams_file, _, overrides = sb.parse_arguments(job["argv"])
+    settings = resolved_settings(hparams_file, overrides)
     try:
         check_same_run(job["output_folder"], hparams_file, overrides)
     except ValueError as error:  # unfinished under older settings: redo
@@ -67,21 +72,21 @@ def run_student(job, spec):
         os.rename(job["output_folder"], aside)
         print(f"{error}; its folder is kept as {aside} and the run redone")
     tic = time.perf_counter()
-    brain = run_script(RECIPE_DIR / "train_trkd.py", job["argv"])["brain"]
+    _train(job, config)
     train_s = time.perf_counter() - tic
-    metrics = dict(brain.metrics)
-    extras = [t for t in spec["lists"] if t["extra"]]
+    metrics = read_json(os.path.join(job["output_folder"], "metrics.json"))
+    encoder = _exported_student(settings["export_folder"], config)
+    extras = [t for t in config["lists"] if t["extra"]]
     metrics.update(
         score_lists(
-            student_encoder(brain),
+            pretrained.pretrained_encode_fn(encoder),
             extras,
             os.path.join(job["output_folder"], "extra"),
-            spec["train_csv"],
-            brain.hparams,
-            brain.device,
+            config["train_csv"],
+            settings,
+            encoder.device,
         )
     )
-    params = sum(p.numel() for p in brain.modules.embedding_model.parameters())
     result = {
         key: job[key]
         for key in ("tag", "pair", "method", "seed", "output_folder")
@@ -89,30 +94,72 @@ def run_student(job, spec):
     result.update(
         train_s=train_s,
         wall_s=time.perf_counter() - tic,
-        params=params,
+        params=sum(
+            p.numel() for p in encoder.mods.embedding_model.parameters()
+        ),
         metrics=metrics,
         argv=job["argv"],
         command=shlex.join(
             ["python", "recipes/VoxCeleb/TRKD/train_trkd.py"] + job["argv"]
         ),
-        git_revision=spec.get("git_revision"),
-        hardware=spec.get("hardware"),
-        threads=torch.get_num_threads(),
+        git_revision=config.get("git_revision"),
+        hardware=config.get("hardware"),
+        threads=config.get("threads") or torch.get_num_threads(),
         finished=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
     conf_size = _mean_conf_size(job["output_folder"])
     if conf_size is not None:
         result["mean_conf_size"] = conf_size
-    for path in (job["output_folder"], spec.get("runs_folder")):
+    for path in (job["output_folder"], config.get("runs_folder")):
         if path is None:
             continue
         os.makedirs(path, exist_ok=True)
         name = RESULT_FILE if path == job["output_folder"] else job["run_file"]
         with open(os.path.join(path, name), "w", encoding="utf-8") as fout:
             json.dump(checkout_relative(result), fout, indent=2)
-    del brain
+    del encoder
     free_memory()
     return result
+
+
+def _train(job, config):
+    """Runs ``python recipes/VoxCeleb/TRKD/train_trkd.py <argv>`` from the
+    checkout, on ``threads`` torch threads; its output goes to
+    ``<output_folder>/logs/train_trkd.log``. A failed run is an error."""
+    log_folder = os.path.join(job["output_folder"], "logs")
+    os.makedirs(log_folder, exist_ok=True)
+    env = dict(os.environ)
+    # The plugin this process imported, whichever checkout it is from.
+    plugin_root = os.path.dirname(os.path.dirname(speechbrain_trkd.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [plugin_root, env.get("PYTHONPATH")])
+    )
+    if config.get("threads"):
+        env["OMP_NUM_THREADS"] = str(config["threads"])
+    log_path = os.path.join(log_folder, "train_trkd.log")
+    with open(log_path, "a", encoding="utf-8") as log:
+        code = subprocess.call(
+            [sys.executable, str(RECIPE_DIR / "train_trkd.py"), *job["argv"]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+        )
+    if code != 0:
+        raise RuntimeError(
+            f"train_trkd.py exited with code {code}; its output: {log_path}"
+        )
+
+
+def _exported_student(folder, config):
+    """The exported student, loaded weights-only into the recipe's own
+    architecture (an ECAPA-TDNN or a ResNet, told by its weights)."""
+    held = pretrained.sizes_in_weights(folder)
+    return pretrained.load_pretrained_encoder(
+        folder,
+        config.get("run_opts", {}).get("device") or "cpu",
+        architecture="resnet" if "resnet_channels" in held else "ecapa",
+    )
 
 
 def _mean_conf_size(output_folder):
@@ -139,61 +186,6 @@ def _mean_conf_size(output_folder):
     return statistics.fmean(sizes) if sizes else None
 
 
-def run_jobs(spec_file):
-    """Worker process: runs its student jobs one after the other.
-
-    A failing job is logged (``FAILED.txt`` in its folder, with the
-    traceback) and the next one starts; no job starts past the deadline.
-
-    Arguments
-    ---------
-    spec_file : str
-        JSON with ``jobs``, ``cache_folder``, ``lists``, ``train_csv`` and
-        ``deadline``.
-
-    Returns
-    -------
-    int
-        The number of failed jobs.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> spec = os.path.join(tempfile.mkdtemp(), "spec.json")
-    >>> with open(spec, "w") as f:
-    ...     json.dump({"jobs": [], "cache_folder": None, "lists": [],
-    ...                "train_csv": None, "deadline": None}, f)
-    >>> run_jobs(spec)
-    0
-    """
-    with open(spec_file, encoding="utf-8") as fin:
-        spec = json.load(fin)
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    cache = AudioCache(spec["cache_folder"]) if spec["cache_folder"] else None
-    failures = 0
-    with reading_from(cache):
-        for job in spec["jobs"]:
-            deadline = spec["deadline"]
-            if deadline is not None and time.time() > deadline:
-                print(f"{job['output_folder']}: past --stop_after, left out")
-                continue
-            os.makedirs(job["output_folder"], exist_ok=True)
-            failed = os.path.join(job["output_folder"], "FAILED.txt")
-            try:
-                run_student(job, spec)
-            except Exception:
-                failures += 1
-                with open(failed, "w", encoding="utf-8") as fout:
-                    fout.write(traceback.format_exc())
-                print(f"{job['output_folder']} failed, see {failed}")
-                free_memory()
-            else:
-                if os.path.isfile(failed):
-                    os.remove(failed)
-    return failures
-
-
 def _student_job(config, teacher, pair, method, seed):
     """A student run not done yet, as a worker's job; None when its run
     file exists with the same arguments (refused with other ones)."""
@@ -213,7 +205,7 @@ def _student_job(config, teacher, pair, method, seed):
     if os.path.isfile(done):
         with open(done, encoding="utf-8") as fin:
             previous = json.load(fin)["argv"]
-        if checkout_relative(previous) != checkout_relative(argv):
+        if _run_arguments(previous) != _run_arguments(argv):
             raise ValueError(
                 f"{done} was trained with other settings "
                 f"({shlex.join(previous)}); every method must "
@@ -231,51 +223,51 @@ def _student_job(config, teacher, pair, method, seed):
     }
 
 
-def _start_worker(config, jobs, log_dir, worker):
-    """Starts one worker process on its jobs (``--run_jobs``); returns the
-    process and its open log."""
-    # Per invocation: several invocations may share the output folder.
-    name = f"{config.get('tag', 'main')}_{os.getpid()}_worker{worker}"
-    spec_file = os.path.join(log_dir, f"{name}.json")
-    with open(spec_file, "w", encoding="utf-8") as fout:
-        json.dump(
-            {
-                "jobs": jobs,
-                "cache_folder": config["cache_folder"],
-                "lists": config["lists"],
-                "train_csv": config["train_csv"],
-                "deadline": config["deadline"],
-                "threads": config.get("threads"),
-                "runs_folder": config.get("runs_folder"),
-                "git_revision": config.get("git_revision"),
-                "hardware": config.get("hardware"),
-            },
-            fout,
-            indent=2,
-        )
-    log = open(os.path.join(log_dir, f"{name}.log"), "a", encoding="utf-8")
-    script = str(BENCH_DIR / "run_benchmark.py")
-    env = dict(os.environ)
-    if config.get("threads"):
-        env["OMP_NUM_THREADS"] = str(config["threads"])
-    process = subprocess.Popen(
-        [sys.executable, script, "--run_jobs", spec_file],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        env=env,
-    )
-    return process, log
+def _run_arguments(argv):
+    """A student's arguments as a finished run is matched by: relative to
+    the checkout, without ``--audio_cache`` (where the audio is read from
+    is not a setting of the run: ``run_identity.NOT_TRAINING_KEYS``).
+
+    Example
+    -------
+    >>> _run_arguments(["a.yaml", "--audio_cache=/c", "--seed=3"])
+    ['a.yaml', '--seed=3']
+    """
+    return [
+        arg
+        for arg in checkout_relative(argv)
+        if not arg.startswith("--audio_cache=")
+    ]
+
+
+def _run_job(job, config):
+    """One job of :func:`run_students`: True when it failed (its traceback
+    in ``FAILED.txt`` of its folder); none starts past the deadline."""
+    if time.time() > config["deadline"]:
+        print(f"{job['output_folder']}: past --stop_after, left out")
+        return False
+    os.makedirs(job["output_folder"], exist_ok=True)
+    failed = os.path.join(job["output_folder"], "FAILED.txt")
+    try:
+        run_student(job, config)
+    except Exception:
+        with open(failed, "w", encoding="utf-8") as fout:
+            fout.write(traceback.format_exc())
+        print(f"{job['output_folder']} failed, see {failed}", flush=True)
+        free_memory()
+        return True
+    if os.path.isfile(failed):
+        os.remove(failed)
+    return False
 
 
 def run_students(config, teacher):
-    """Starts the worker processes on the student runs not done yet.
+    """Trains the student runs not done yet, ``workers`` at a time.
 
     A run finished with other arguments (another budget) is an error.
-    Jobs are ordered pair, method, seed and dealt round-robin to
-    ``workers`` processes, so that with one worker per seed the seeds of a
-    method train at the same time. Worker logs go to
-    ``<output_folder>/logs``.
+    Jobs are ordered pair, method, seed, and each run starts when one
+    before it ends, so that with one worker per seed the seeds of a method
+    train at the same time. A failed run is logged and the next one starts.
 
     Arguments
     ---------
@@ -287,7 +279,7 @@ def run_students(config, teacher):
     Returns
     -------
     int
-        The number of worker processes that reported failures.
+        The number of runs that failed.
 
     Example
     -------
@@ -305,15 +297,7 @@ def run_students(config, teacher):
     ]
     if not jobs:
         return 0
-    log_dir = os.path.join(config["output_folder"], "logs")
-    os.makedirs(log_dir, exist_ok=True)
+    # The pool's threads only wait: each run is a process of its own.
     n_workers = max(1, min(config["workers"], len(jobs)))
-    processes = [
-        _start_worker(config, jobs[worker::n_workers], log_dir, worker)
-        for worker in range(n_workers)
-    ]
-    failed = 0
-    for process, log in processes:
-        failed += process.wait() != 0
-        log.close()
-    return failed
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        return sum(pool.map(lambda job: _run_job(job, config), jobs))

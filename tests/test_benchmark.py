@@ -1,7 +1,8 @@
 """Smoke tests of the benchmark harness on a tiny generated corpus.
 
 The whole harness runs end to end (audio cache, preparation, teacher head,
-zero-shot scoring, throughput with the profiler, a student worker process,
+zero-shot scoring, throughput with the profiler, students trained by
+``train_trkd.py`` processes reading the decoded corpus,
 an extra trial list on another corpus, the report), then runs again and
 must resume without training anything twice. The CPU profile runs too:
 a teacher used as it is, the teacher cache, one-thread workers, one result
@@ -270,6 +271,11 @@ def test_cpu_profile_runs_from_the_cache(cpu_run):
     for path in runs:
         result = json.loads(path.read_text())
         assert f"--teacher_cache={cache}" in result["argv"]
+        assert f"--audio_cache={root / 'out' / 'audio_cache'}" in result["argv"]
+        folder = Path(result["output_folder"])
+        assert "Exported the model" in (
+            folder / "logs" / "train_trkd.log"
+        ).read_text(encoding="utf-8")
         assert "--wav_augment=null" in result["argv"]
         assert result["threads"] == 1 and result["git_revision"] == "test"
         assert result["command"].startswith("python recipes/VoxCeleb/TRKD")
