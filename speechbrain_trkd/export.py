@@ -351,6 +351,71 @@ def atomic_write(path, data):
     os.replace(tmp, path)
 
 
+def export_best_checkpoint(hparams, card_info=None):
+    """Exports the best checkpoint of a training run described by hparams.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded training hyperparameters (``checkpointer``,
+        ``embedding_model``, ``classifier``, ``save_folder``,
+        ``inference_hparams``, ``inference_overrides``, ``export_folder``).
+    card_info : dict, optional
+        Extra model-card facts (e.g. metrics).
+
+    Returns
+    -------
+    str
+        The export folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.utils.checkpoints import Checkpointer
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    >>> tmp = tempfile.mkdtemp()
+    >>> emb = ECAPA_TDNN(80, channels=[8, 8, 8, 8, 24], lin_neurons=192)
+    >>> head = Classifier(192, out_neurons=1)
+    >>> save = os.path.join(tmp, "save")
+    >>> checkpointer = Checkpointer(
+    ...     save, {"embedding_model": emb, "classifier": head})
+    >>> _ = checkpointer.save_checkpoint(meta={"ErrorRate": 0.5})
+    >>> from speechbrain.dataio.encoder import CategoricalEncoder
+    >>> encoder = CategoricalEncoder()
+    >>> encoder.update_from_iterable(["spk1"])
+    >>> encoder.save(os.path.join(save, "label_encoder.txt"))
+    >>> hparams = {
+    ...     "checkpointer": checkpointer, "embedding_model": emb,
+    ...     "classifier": head, "save_folder": save,
+    ...     "inference_hparams": "models/ecapa.yaml",
+    ...     "inference_overrides": {"channels": 8, "out_n_neurons": 1},
+    ...     "export_folder": os.path.join(tmp, "export"),
+    ... }
+    >>> os.path.basename(export_best_checkpoint(hparams))
+    'export'
+    """
+    checkpoint = hparams["checkpointer"].recover_if_possible(
+        min_key="ErrorRate"
+    )
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {hparams['save_folder']}: train first "
+            "with the same hparams and overrides"
+        )
+    info = student_card(hparams)
+    info["training"]["checkpoint"] = os.path.basename(str(checkpoint.path))
+    info.update(card_info or {})
+    return export_model(
+        hparams["embedding_model"],
+        hparams["classifier"],
+        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+        hparams["inference_hparams"],
+        hparams["inference_overrides"],
+        hparams["export_folder"],
+        info,
+    )
+
+
 def student_card(hparams, metrics=None):
     """The model-card facts of a distilled student: how it was trained
     (``export_model`` adds what its weights are).

@@ -8,6 +8,8 @@ size mismatch. ``check_same_run`` compares the hyperparameters a run would
 save (the hparams file with the overrides resolved, as SpeechBrain writes
 ``hyperparams.yaml``) with the ones the folder already holds, and refuses a
 folder with training state when any key that shapes training differs.
+``run_command_line`` applies the same rule to the scripts that read a
+finished run.
 
 Authors
  * speechbrain-trkd developers 2026
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 
+import speechbrain as sb
 from hyperpyyaml import resolve_references
 from ruamel.yaml import YAML
 
@@ -239,6 +242,64 @@ def listed_changes(changes):
 
 SEGMENTS_RECORD = "training_segments.json"
 SEGMENT_KEYS = ("ID", "start", "stop", "spk_id")
+
+
+def run_command_line(argv):
+    """The command line of a script that reads a finished run (e.g.
+    ``export_student.py``): a run folder is replaced by the
+    ``hyperparams.yaml`` it saved (every setting of the run, so no override
+    is repeated); a recipe hparams file whose settings differ from the
+    run's is refused, naming the keys.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``[run folder or hparams file, --key=value ...]``.
+
+    Returns
+    -------
+    list of str
+        The command line for ``speechbrain.parse_arguments``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run = tempfile.mkdtemp()
+    >>> with open(os.path.join(run, "hyperparams.yaml"), "w") as fout:
+    ...     _ = fout.write(f"output_folder: {run}\\nchannels: 128\\n")
+    >>> run_command_line([run]) == [os.path.join(run, "hyperparams.yaml")]
+    True
+    >>> recipe = os.path.join(tempfile.mkdtemp(), "recipe.yaml")
+    >>> with open(recipe, "w") as fout:
+    ...     _ = fout.write("output_folder: x\\nchannels: 512\\n")
+    >>> run_command_line([recipe, f"--output_folder={run}"])
+    Traceback (most recent call last):
+    ...
+    ValueError: ... was trained with other settings: channels: 128 -> 512...
+    """
+    if not argv:
+        raise ValueError("give the run folder to export (or its hparams)")
+    first, rest = argv[0], list(argv[1:])
+    if os.path.isdir(first):
+        saved = os.path.join(first, "hyperparams.yaml")
+        if not os.path.isfile(saved):
+            raise FileNotFoundError(
+                f"{first} holds no hyperparams.yaml: give the output folder "
+                "of a training run"
+            )
+        return [saved, *rest]
+    _, _, overrides = sb.parse_arguments([first, *rest])
+    output_folder = resolved_settings(first, overrides)["output_folder"]
+    changes = changes_since_run(
+        output_folder, first, overrides, (*NOT_TRAINING_KEYS, "export_folder")
+    )
+    if changes:
+        raise ValueError(
+            f"{output_folder} was trained with other settings: "
+            f"{listed_changes(changes)}. Export it from its folder alone: "
+            f"export_student.py {output_folder}"
+        )
+    return [first, *rest]
 
 
 def _segments_identity(csv_path):
