@@ -1,4 +1,5 @@
-"""Where a benchmark's figures come from: the commit and the machine.
+"""Where a benchmark's figures come from: the commit, the machine, and an
+archive of the logs and metrics behind them.
 
 Authors
  * speechbrain-trkd developers 2026
@@ -7,6 +8,7 @@ Authors
 import os
 import platform
 import subprocess
+import tarfile
 from pathlib import Path
 
 import torch
@@ -62,3 +64,45 @@ def hardware(device):
         return torch.cuda.get_device_name(torch.device(device))
     name = platform.processor() or platform.machine()
     return f"CPU {name}, {os.cpu_count()} cores"
+
+
+def archive_logs(output_folder, path):
+    """Packs the benchmark's logs and metrics (no checkpoints, no scores).
+
+    Arguments
+    ---------
+    output_folder : str
+        The benchmark's output folder.
+    path : str
+        The ``.tar.gz`` to write.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(out, "log.txt"), "w").write("hello")
+    >>> os.makedirs(os.path.join(out, "scores"))
+    >>> _ = open(os.path.join(out, "scores", "O.txt"), "w").write("1 a b")
+    >>> archive = archive_logs(out, os.path.join(tempfile.mkdtemp(), "a.tgz"))
+    >>> tarfile.open(archive).getnames()
+    ['log.txt']
+    """
+    keep = (".txt", ".json", ".csv", ".yaml", ".log", ".md")
+    with tarfile.open(path, "w:gz") as tar:
+        for folder, dirs, names in os.walk(output_folder):
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if d not in ("scores", "save", "audio_cache", "pretrained")
+                and not os.path.islink(os.path.join(folder, d))
+            )
+            for name in sorted(names):
+                full = os.path.join(folder, name)
+                if name.endswith(keep) and not os.path.islink(full):
+                    tar.add(full, os.path.relpath(full, output_folder))
+    return path

@@ -51,7 +51,6 @@ import json
 import os
 import shlex
 import sys
-import tarfile
 import time
 
 import torch
@@ -69,7 +68,7 @@ from bench_config import (
     read_json,
     run_config,
 )
-from provenance import git_revision, hardware
+from provenance import archive_logs, git_revision, hardware
 from report import write_report
 from stage_data import prepared_speakers, trial_lists
 from stage_students import run_students
@@ -292,48 +291,6 @@ def parse_args(argv):
         known.profile = "gpu" if known.device.startswith("cuda") else "cpu"
     parser.set_defaults(profile=known.profile, **PROFILES[known.profile])
     return parser.parse_args(argv)
-
-
-def archive_logs(output_folder, path):
-    """Packs the benchmark's logs and metrics (no checkpoints, no scores).
-
-    Arguments
-    ---------
-    output_folder : str
-        The benchmark's output folder.
-    path : str
-        The ``.tar.gz`` to write.
-
-    Returns
-    -------
-    str
-        ``path``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> out = tempfile.mkdtemp()
-    >>> _ = open(os.path.join(out, "log.txt"), "w").write("hello")
-    >>> os.makedirs(os.path.join(out, "scores"))
-    >>> _ = open(os.path.join(out, "scores", "O.txt"), "w").write("1 a b")
-    >>> archive = archive_logs(out, os.path.join(tempfile.mkdtemp(), "a.tgz"))
-    >>> tarfile.open(archive).getnames()
-    ['log.txt']
-    """
-    keep = (".txt", ".json", ".csv", ".yaml", ".log", ".md")
-    with tarfile.open(path, "w:gz") as tar:
-        for folder, dirs, names in os.walk(output_folder):
-            dirs[:] = sorted(
-                d
-                for d in dirs
-                if d not in ("scores", "save", "audio_cache", "pretrained")
-                and not os.path.islink(os.path.join(folder, d))
-            )
-            for name in sorted(names):
-                full = os.path.join(folder, name)
-                if name.endswith(keep) and not os.path.islink(full):
-                    tar.add(full, os.path.relpath(full, output_folder))
-    return path
 
 
 def main(argv=None):
