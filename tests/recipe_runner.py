@@ -41,6 +41,30 @@ SAMPLE_ONLY_FLAGS = (
 OTHER_ROW_OUTPUT = re.compile(r"tests/tmp/VoxCeleb_row_(\d+)/(.*)")
 
 
+def tiny_student_argv(corpus, folder, n_speakers, *extra):
+    """``train_trkd.py``'s command line for a tiny student without KD on a
+    generated corpus (``ecapa_to_small.yaml``, C=8, batch 2, cosine
+    scoring only); ``extra`` overrides come last."""
+    return [
+        str(TRAIN_TRKD.parent / "hparams" / "ecapa_to_small.yaml"),
+        f"--data_folder={corpus.folder}",
+        f"--output_folder={folder}",
+        f"--prep_folder={folder}/prep",
+        f"--verification_lists=[{corpus.trial_file}]",
+        "--split_ratio=[70, 30]",
+        "--seg_dur=1.0",
+        "--sentence_len=0.8",
+        f"--out_n_neurons={n_speakers}",
+        "--kd_method=none",
+        "--student_channels=8",
+        "--batch_size=2",
+        "--verification_backends=[cosine]",
+        "--write_plots=False",
+        "--noprogressbar",
+        *extra,
+    ]
+
+
 def row_id(row):
     """Names a recipe row by its hparams file."""
     return Path(row["Hparam_file"]).stem

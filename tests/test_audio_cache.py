@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from recipe_runner import REPO, TRAIN_TRKD
+from recipe_runner import TRAIN_TRKD, tiny_student_argv
 from speechbrain.dataio import audio_io
 
 from speechbrain_trkd import audio_cache
@@ -15,8 +15,6 @@ from speechbrain_trkd.data import read_crop
 from speechbrain_trkd.embeddings import compute_embeddings
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 from speechbrain_trkd.training_run import run_script
-
-RECIPE = REPO / "recipes" / "VoxCeleb" / "TRKD"
 
 
 @pytest.fixture(scope="module")
@@ -72,26 +70,9 @@ def test_files_outside_the_cache_are_read_from_disk(corpus_and_cache, tmp_path):
 
 def _train_student(corpus, folder, *extra):
     """One epoch of a tiny student on ``corpus``; its final weights."""
-    argv = [
-        str(RECIPE / "hparams" / "ecapa_to_small.yaml"),
-        f"--data_folder={corpus.folder}",
-        f"--output_folder={folder}",
-        f"--prep_folder={folder}/prep",
-        f"--verification_lists=[{corpus.trial_file}]",
-        "--split_ratio=[70, 30]",
-        "--seg_dur=1.0",
-        "--sentence_len=0.8",
-        "--out_n_neurons=2",
-        "--kd_method=none",
-        "--student_channels=8",
-        "--batch_size=2",
-        "--number_of_epochs=1",
-        "--num_workers=0",
-        "--verification_backends=[cosine]",
-        "--write_plots=False",
-        "--noprogressbar",
-        *extra,
-    ]
+    argv = tiny_student_argv(
+        corpus, folder, 2, "--number_of_epochs=1", "--num_workers=0", *extra
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         brain = run_script(TRAIN_TRKD, argv)["brain"]
     return brain.modules.embedding_model.state_dict()

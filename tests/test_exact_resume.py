@@ -8,13 +8,11 @@ import signal
 import pytest
 import speechbrain as sb
 import torch
-from recipe_runner import REPO, TRAIN_TRKD
+from recipe_runner import TRAIN_TRKD, tiny_student_argv
 
 from speechbrain_trkd.brain import DistillationBrain
 from speechbrain_trkd.synthetic import make_synthetic_corpus
 from speechbrain_trkd.training_run import run_script
-
-RECIPE = REPO / "recipes" / "VoxCeleb" / "TRKD"
 
 
 @pytest.fixture(scope="module")
@@ -34,25 +32,9 @@ def train(corpus, folder, workers):
     """Two epochs of a small student (the default augmentation on, so that
     crops, augmentation and their torch draws all count); its scores and
     its final weights."""
-    argv = [
-        str(RECIPE / "hparams" / "ecapa_to_small.yaml"),
-        f"--data_folder={corpus.folder}",
-        f"--output_folder={folder}",
-        f"--prep_folder={folder}/prep",
-        f"--verification_lists=[{corpus.trial_file}]",
-        "--split_ratio=[70, 30]",
-        "--seg_dur=1.0",
-        "--sentence_len=0.8",
-        "--out_n_neurons=3",
-        "--kd_method=none",
-        "--student_channels=8",
-        "--batch_size=2",
-        "--number_of_epochs=2",
-        f"--num_workers={workers}",
-        "--verification_backends=[cosine]",
-        "--write_plots=False",
-        "--noprogressbar",
-    ]
+    argv = tiny_student_argv(
+        corpus, folder, 3, "--number_of_epochs=2", f"--num_workers={workers}"
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         brain = run_script(TRAIN_TRKD, argv)["brain"]
     weights = brain.modules.embedding_model.state_dict()
