@@ -413,7 +413,8 @@ def _run_stages(config, cache):
             seconds = run_teacher_cache(config, teacher)
             print(f"teacher cache: {seconds:.0f} s", flush=True)
         throughput = run_throughput(config, teacher)
-    return run_students(config, teacher), teacher, throughput
+        failed = run_students(config, teacher)
+    return failed, teacher, throughput
 
 
 if __name__ == "__main__":

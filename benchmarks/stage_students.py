@@ -146,8 +146,11 @@ def _train(job, config):
             env=env,
         )
     if code != 0:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            tail = "".join(log.readlines()[-20:])
         raise RuntimeError(
-            f"train_trkd.py exited with code {code}; its output: {log_path}"
+            f"train_trkd.py exited with code {code}; the end of its output "
+            f"({log_path}):\n{tail}"
         )
 
 
@@ -187,8 +190,9 @@ def _mean_conf_size(output_folder):
 
 
 def _student_job(config, teacher, pair, method, seed):
-    """A student run not done yet, as a worker's job; None when its run
-    file exists with the same arguments (refused with other ones)."""
+    """A student run not done yet, as a job of :func:`run_students`; None
+    when its run file exists with the same arguments (refused with other
+    ones)."""
     run_tag = (
         config.get("no_kd_tag", NO_KD_TAG)
         if method in NO_KD_METHODS
@@ -297,7 +301,10 @@ def run_students(config, teacher):
     ]
     if not jobs:
         return 0
-    # The pool's threads only wait: each run is a process of its own.
+    # The pool's threads wait on the recipe processes, then score the
+    # extra lists on as many torch threads as a run has.
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
     n_workers = max(1, min(config["workers"], len(jobs)))
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
         return sum(pool.map(lambda job: _run_job(job, config), jobs))

@@ -20,6 +20,7 @@ Authors
  * speechbrain-trkd developers 2026
 """
 
+import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +31,7 @@ import torch
 from speechbrain.dataio import audio_io
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_trkd.run_lock import RunLock
 from speechbrain_trkd.trials import as_path_list
 
 INDEX_FILE = "index.json"
@@ -97,8 +99,10 @@ def build_audio_cache(data_folder, cache_folder, num_workers=None):
     """Decodes every file of a corpus into ``cache_folder`` (once).
 
     A cache whose index names the same data folder and the same files is
-    reused as it is. The index is written last, so an interrupted build is
-    started again.
+    reused as it is; one that holds another corpus is refused. The index
+    is written last, so an interrupted build is started again, and a build
+    holds the folder's ``run.lock``, so a second build at once stops with
+    a message instead of overwriting the first.
 
     Arguments
     ---------
@@ -130,14 +134,39 @@ def build_audio_cache(data_folder, cache_folder, num_workers=None):
     """
     data_folder = os.path.realpath(data_folder)
     files = list_audio_files(data_folder)
+    if _holds(cache_folder, data_folder, files):
+        return AudioCache(cache_folder)
+    # One build at a time: a second one would truncate the first's array.
+    with RunLock(
+        cache_folder,
+        what_to_do="wait for it to finish decoding, then start again (the "
+        "decoded copy is then reused), or give this run another folder",
+    ):
+        _decode_corpus(data_folder, cache_folder, files, num_workers)
+    return AudioCache(cache_folder)
+
+
+def _holds(cache_folder, data_folder, files):
+    """Whether ``cache_folder`` holds exactly ``files`` of ``data_folder``;
+    a folder that holds another corpus is refused, naming both."""
     index_path = os.path.join(cache_folder, INDEX_FILE)
-    if os.path.isfile(index_path):
-        with open(index_path, encoding="utf-8") as fin:
-            index = json.load(fin)
-        if index.get("data_folder") == data_folder and sorted(
-            index.get("files", {})
-        ) == sorted(files):
-            return AudioCache(cache_folder)
+    if not os.path.isfile(index_path):
+        return False
+    with open(index_path, encoding="utf-8") as fin:
+        index = json.load(fin)
+    if index.get("data_folder") != data_folder:
+        raise ValueError(
+            f"{cache_folder} holds the decoded corpus "
+            f"{index.get('data_folder')}, not {data_folder}: give "
+            "audio_cache another folder, or delete that one"
+        )
+    return sorted(index.get("files", {})) == sorted(files)
+
+
+def _decode_corpus(data_folder, cache_folder, files, num_workers):
+    """Writes ``audio.npy`` and, last, ``index.json`` (see
+    :func:`build_audio_cache`)."""
+    index_path = os.path.join(cache_folder, INDEX_FILE)
     entries, offset, sample_rate = [], 0, None
     for relpath in files:
         info = audio_io.info(os.path.join(data_folder, relpath))
@@ -173,7 +202,6 @@ def build_audio_cache(data_folder, cache_folder, num_workers=None):
     with open(index_path + ".tmp", "w", encoding="utf-8") as fout:
         json.dump(index, fout)
     os.replace(index_path + ".tmp", index_path)
-    return AudioCache(cache_folder)
 
 
 class AudioCache:
@@ -306,9 +334,9 @@ def decoded_corpus(data_folder, cache_folder, train_folders=None):
     into ``cache_folder`` (on the main process), then opened.
 
     With one root the cache is ``cache_folder`` itself; with several (the
-    roots of ``data_folder``, then those of ``train_folders`` not among
-    them), root ``k`` goes to ``<cache_folder>/<k>``. A cache that holds
-    the same files is reused.
+    roots of ``data_folder`` and ``train_folders``, each once), each root
+    goes to a subfolder named by a hash of its real path. A cache that
+    holds the same files is reused.
     The whole corpus sits in int16 (115 MB per hour of 16 kHz audio), so
     this is for corpora that fit in memory.
 
@@ -342,14 +370,19 @@ def decoded_corpus(data_folder, cache_folder, train_folders=None):
     """
     if cache_folder is None:
         return []
-    roots = as_path_list(data_folder)
+    if os.path.exists(cache_folder) and not os.path.isdir(cache_folder):
+        raise ValueError(f"audio_cache={cache_folder} is a file: give a folder")
+    named = as_path_list(data_folder)
     if train_folders:
-        roots += [r for r in as_path_list(train_folders) if r not in roots]
-    folders = (
-        [cache_folder]
-        if len(roots) == 1
-        else [os.path.join(cache_folder, str(k)) for k in range(len(roots))]
-    )
+        named += as_path_list(train_folders)
+    roots = list(dict.fromkeys(os.path.realpath(root) for root in named))
+    # A root's folder is named after its path, so the roots' order is free.
+    folders = [cache_folder]
+    if len(roots) > 1:
+        folders = [
+            os.path.join(cache_folder, hashlib.sha1(r.encode()).hexdigest())
+            for r in roots
+        ]
     for root, folder in zip(roots, folders, strict=True):
         run_on_main(build_audio_cache, args=[root, folder])
     return [AudioCache(folder) for folder in folders]

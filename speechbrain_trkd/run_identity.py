@@ -34,7 +34,7 @@ NOT_TRAINING_KEYS = (
     "noprogressbar",
     "ckpt_interval_minutes",
     "skip_prep",
-    # The decoded copy holds the corpus's samples rounded to 16 bits.
+    # Where the audio is read from: the files, or their decoded copy.
     "audio_cache",
     # The trial lists: the speakers they keep out of training shape the
     # training segments, which ``check_same_segments`` compares instead.

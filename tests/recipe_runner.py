@@ -41,15 +41,16 @@ SAMPLE_ONLY_FLAGS = (
 OTHER_ROW_OUTPUT = re.compile(r"tests/tmp/VoxCeleb_row_(\d+)/(.*)")
 
 
-def tiny_student_argv(corpus, folder, n_speakers, *extra):
+def tiny_student_argv(corpus, folder, n_speakers, *extra, prep_folder=None):
     """``train_trkd.py``'s command line for a tiny student without KD on a
     generated corpus (``ecapa_to_small.yaml``, C=8, batch 2, cosine
-    scoring only); ``extra`` overrides come last."""
+    scoring only), prepared in ``prep_folder`` (``<folder>/prep``);
+    ``extra`` overrides come last."""
     return [
         str(TRAIN_TRKD.parent / "hparams" / "ecapa_to_small.yaml"),
         f"--data_folder={corpus.folder}",
         f"--output_folder={folder}",
-        f"--prep_folder={folder}/prep",
+        f"--prep_folder={prep_folder or f'{folder}/prep'}",
         f"--verification_lists=[{corpus.trial_file}]",
         "--split_ratio=[70, 30]",
         "--seg_dur=1.0",

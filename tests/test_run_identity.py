@@ -49,7 +49,7 @@ def run(argv):
 def test_changed_training_settings_are_refused(tmp_path):
     """After a finished run, the same folder with another learning rate or
     TRKD option stops with the differing keys named; another number of
-    loader workers resumes."""
+    loader workers, with the corpus read from a decoded copy, resumes."""
     corpus, base = small_run(tmp_path)
     base += [
         f"--verification_lists=[{corpus.trial_file}]",
@@ -66,7 +66,9 @@ def test_changed_training_settings_are_refused(tmp_path):
                 "--kd_method_options={trkd: {lambda_mass: 0.0}}",
             ]
         )
-    brain = run([*base, "--num_workers=1"])["brain"]  # loading only
+    brain = run(  # loading only
+        [*base, "--num_workers=1", f"--audio_cache={tmp_path}/decoded"]
+    )["brain"]
     assert brain.metrics is not None
 
 

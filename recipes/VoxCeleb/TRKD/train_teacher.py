@@ -65,6 +65,17 @@ if __name__ == "__main__":
             overrides=overrides,
         )
 
+        run_on_main(prepare_voxceleb, kwargs=hparams["prepare_options"])
+        # New trial lists rescore a finished run only if its training
+        # segments stay the same.
+        run_on_main(
+            check_same_segments,
+            args=[
+                hparams["output_folder"],
+                [hparams["train_annotation"], hparams["valid_annotation"]],
+            ],
+        )
+
         # The corpus decoded once into audio_cache, when that names a folder.
         audio = decoded_corpus(
             hparams["data_folder"],
@@ -72,16 +83,6 @@ if __name__ == "__main__":
             train_folders=hparams["train_folders"],
         )
         with reading_from(audio):
-            run_on_main(prepare_voxceleb, kwargs=hparams["prepare_options"])
-            # New trial lists rescore a finished run only if its training
-            # segments stay the same.
-            run_on_main(
-                check_same_segments,
-                args=[
-                    hparams["output_folder"],
-                    [hparams["train_annotation"], hparams["valid_annotation"]],
-                ],
-            )
             wav_augment = build_wav_augment(
                 hparams["wav_augment"],
                 noise_csv=hparams["noise_csv"],
